@@ -1,0 +1,146 @@
+"""The landmark layer: a one-channel face sketch rendered in-graph from the five stored keypoints.
+
+Rendering (vectorised TensorFlow, no `py_function`, works on one face or a batch):
+
+* **Background is exactly 0** (in the [-1, 1] scale of the model inputs; 127 as uint8, see
+  `to_uint8`). A layer that is mostly -1 drives the weights to explode, so grey is "nothing here".
+* **Each point type is a Gaussian blob with its own signed peak**, so the network can tell the
+  points apart without extra channels::
+
+      left_eye +1.0   right_eye +0.75   nose +0.5   mouth -0.75   chin -1.0
+
+  "left" is the image's left (smaller x), as in the Face contract; a horizontal flip therefore
+  swaps which blob is the left eye (the augmentation swaps the points, and the renderer just draws
+  them). Blobs are truncated at 3 sigma so the background stays exactly 0.
+* **Thin dark lines (-0.4) join the points like a face sketch**: eye-eye, each eye-nose,
+  nose-mouth, mouth-chin and each eye-chin (a coarse jaw outline, which is what the original
+  work's face-outline sketch gave the generator). Near a point the lines fade out under its blob,
+  so the value at a point is exactly its peak.
+* **Missing points are not drawn**, and neither is any line with a missing end.
+
+Coordinates are normalised to [0, 1] over the crop with pixel centres at (i + 0.5) / size (the
+convention of `tf.image.resize` and of `records.normalise_points`), so a flip maps x to 1 - x and
+a resize needs no half-pixel correction.
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from translate.faces import POINT_NAMES
+
+# Signed peak of each point type, in POINT_NAMES order (left_eye, right_eye, nose, mouth, chin).
+POINT_VALUES: Tuple[float, ...] = (1.0, 0.75, 0.5, -0.75, -1.0)
+LINE_VALUE = -0.4
+# Segments of the sketch, as indices into POINT_NAMES.
+_I = {n: i for i, n in enumerate(POINT_NAMES)}
+SEGMENTS: Tuple[Tuple[int, int], ...] = (
+    (_I["left_eye"], _I["right_eye"]),
+    (_I["left_eye"], _I["nose"]),
+    (_I["right_eye"], _I["nose"]),
+    (_I["nose"], _I["mouth"]),
+    (_I["mouth"], _I["chin"]),
+    (_I["left_eye"], _I["chin"]),
+    (_I["right_eye"], _I["chin"]),
+)
+# Index permutation that swaps left and right eye (used by horizontal flips).
+FLIP_POINT_ORDER: Tuple[int, ...] = (1, 0, 2, 3, 4)
+
+POINT_SIGMA = 0.02  # blob sigma as a fraction of the layer size (5 px at 256)
+LINE_SIGMA = 0.005  # line half-width sigma as a fraction of the size (1.3 px at 256)
+MIN_SIGMA_PX = 0.7  # floor in pixels, so small layers (64 px) still show thin lines
+TRUNCATE = 3.0  # blobs and lines are cut at this many sigmas: exact-0 background
+
+
+def line_samples(size: int) -> int:
+    """Samples per sketch segment: spacing stays under ~1.5 line sigmas for segments up to
+    about 0.6 of the layer size."""
+    return max(32, size // 4)
+
+
+def sigmas_px(size: int, point_sigma: float = POINT_SIGMA, line_sigma: float = LINE_SIGMA) -> Tuple[float, float]:
+    """(point sigma, line sigma) in pixels for a layer of `size` pixels."""
+    return max(point_sigma * size, MIN_SIGMA_PX), max(line_sigma * size, MIN_SIGMA_PX)
+
+
+def render(points, mask, size: int, point_sigma: float = POINT_SIGMA, line_sigma: float = LINE_SIGMA,
+           lines: bool = True) -> tf.Tensor:
+    """Renders landmark layers.
+
+    Args:
+      points: float [..., 5, 2] normalised (x, y) in POINT_NAMES order.
+      mask: [..., 5] presence (bool or 0/1); absent points and their lines are not drawn.
+      size: output side in pixels (static).
+    Returns:
+      float32 [..., size, size, 1] in [-1, 1], background exactly 0.
+    """
+    points = tf.convert_to_tensor(points, tf.float32)
+    mask = tf.cast(tf.convert_to_tensor(mask), tf.float32)
+    sp, sl = sigmas_px(size, point_sigma, line_sigma)
+    size_f = float(size)
+    c = (tf.range(size, dtype=tf.float32) + 0.5)  # pixel centres, in pixels
+    p = points * size_f  # [..., 5, 2] in pixels
+
+    def gauss1d(d, s):
+        g = tf.exp(-tf.square(d) / (2.0 * s * s))
+        return tf.where(tf.abs(d) <= TRUNCATE * s, g, tf.zeros_like(g))
+
+    # Blobs: separable truncated Gaussians; the sum over points of gy[k, y] * gx[k, x] * amp[k]
+    # is a matmul [S, 5] x [5, S], so no [5, S, S] tensor is ever built.
+    gx = gauss1d(c - p[..., 0:1], sp)  # [..., 5, S]
+    gy = gauss1d(c - p[..., 1:2], sp) * mask[..., None]
+    amp = tf.constant(POINT_VALUES, tf.float32)[:, None]
+    blobs = tf.matmul(gy * amp, gx, transpose_a=True)  # [..., S(y), S(x)]
+    out = blobs
+    if lines:
+        # Lines: each segment is a row of n small truncated Gaussians spaced <= ~1.5 sigma apart,
+        # weighted so that their sum has a cross profile of peak 1. The sum over all samples of
+        # gy[n, y] * gx[n, x] is one matmul, [S, N] x [N, S]: far cheaper than a distance field.
+        n = line_samples(size)
+        ia = [a for a, _ in SEGMENTS]
+        ib = [b for _, b in SEGMENTS]
+        a = tf.gather(p, ia, axis=-2)  # [..., L, 2]
+        b = tf.gather(p, ib, axis=-2)
+        seg_mask = tf.gather(mask, ia, axis=-1) * tf.gather(mask, ib, axis=-1)  # [..., L]
+        t = tf.linspace(0.0, 1.0, n)[:, None]  # [n, 1]
+        q = a[..., :, None, :] + (b - a)[..., :, None, :] * t  # [..., L, n, 2]
+        seg_len = tf.norm(b - a, axis=-1)  # [..., L]
+        weight = seg_mask * seg_len / ((n - 1) * sl * float(np.sqrt(2.0 * np.pi)))
+        weight = tf.repeat(weight[..., None], n, axis=-1)  # [..., L, n]
+        new_shape = tf.concat([tf.shape(q)[:-3], [len(SEGMENTS) * n, 2]], 0)
+        q = tf.reshape(q, new_shape)  # [..., L*n, 2]
+        weight = tf.reshape(weight, new_shape[:-1])  # [..., L*n]
+        lx = gauss1d(c - q[..., 0:1], sl) * weight[..., None]  # [..., N, S]
+        ly = gauss1d(c - q[..., 1:2], sl)  # [..., N, S]
+        line = tf.minimum(tf.matmul(ly, lx, transpose_a=True), 1.0)  # [..., S(y), S(x)]
+        cover = tf.minimum(tf.matmul(gy, gx, transpose_a=True), 1.0)
+        out = blobs + LINE_VALUE * line * (1.0 - cover)
+    out = tf.clip_by_value(out, -1.0, 1.0)
+    return out[..., None]
+
+
+def to_uint8(layer) -> np.ndarray:
+    """Maps a layer in [-1, 1] to uint8 with background 127 (value = (u8 - 127) / 127)."""
+    arr = np.asarray(layer, dtype=np.float32)
+    return np.clip(np.round(127.0 + 127.0 * arr), 0, 254).astype(np.uint8)
+
+
+def flip_points(points, mask):
+    """Horizontal flip of normalised points: x -> 1 - x, and left/right eye swap names."""
+    points = tf.convert_to_tensor(points, tf.float32)
+    flipped = tf.stack([1.0 - points[..., 0], points[..., 1]], axis=-1)
+    order = list(FLIP_POINT_ORDER)
+    return tf.gather(flipped, order, axis=-2), tf.gather(mask, order, axis=-1)
+
+
+def points_from_dict(points: Dict[str, Sequence[float]], size: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Crop-pixel points (dict, pixel centres at integers) -> ([5, 2] normalised, [5] mask)."""
+    arr = np.zeros((len(POINT_NAMES), 2), np.float32)
+    m = np.zeros((len(POINT_NAMES),), np.float32)
+    for i, name in enumerate(POINT_NAMES):
+        if name in points:
+            arr[i] = [(points[name][0] + 0.5) / size, (points[name][1] + 0.5) / size]
+            m[i] = 1.0
+    return arr, m
