@@ -1,0 +1,203 @@
+"""tf.data pipelines over face-record datasets for pix2pix and CycleGAN.
+
+Everything in the maps is plain TensorFlow (no `py_function`): decode, resize, random
+resize-crop jitter, horizontal flip (points move with the pixels, left and right eye swap, and so
+do their colours), then, per batch, the landmark layer (`translate.landmarks.render`).
+
+pix2pix conditions (the three experiments of the original work), channels of `inputs`:
+
+* ``keypoints``: 1 channel, the landmark layer.
+* ``keypoints_colors``: 13 channels, the layer + the four colours (hair, skin, left eye, right
+  eye) as constant RGB planes in [-1, 1]; a missing colour is a 0 (grey) plane. Constant planes,
+  not painted regions: the network sees the colour everywhere, whatever the pose.
+* ``keypoints_colors_noise``: 14 channels, as above with each colour jittered per example by up to
+  +-`color_jitter` (in [-1, 1] units, uniform) and one channel of uniform noise in [-1, 1], so the
+  net cannot map an exact attribute tuple to one memorised picture. Jitter and noise are seeded
+  and drawn for every split (they are part of the condition, not augmentation).
+
+Images are float32 in [-1, 1] with static shapes [B, S, S, C] (B static with drop_remainder).
+Randomness (shuffle, crops, flips, jitter, noise) comes from `seed`: the same seed gives the same
+batches; with `repeat`, each epoch gets new draws (still a function of the seed).
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from translate import landmarks, records
+
+AUTOTUNE = tf.data.AUTOTUNE
+CONDITIONS = ("keypoints", "keypoints_colors", "keypoints_colors_noise")
+CONDITION_CHANNELS = {"keypoints": 1, "keypoints_colors": 13, "keypoints_colors_noise": 14}
+COLOR_FLIP_ORDER = (0, 1, 3, 2)  # hair, skin, left_eye <-> right_eye
+
+
+def load_size_for(image_size: int) -> int:
+    """pix2pix's jitter: 286 for 256 (resize up by 286/256, then random-crop back)."""
+    return int(round(image_size * 286 / 256))
+
+
+def decode_image(encoded: tf.Tensor) -> tf.Tensor:
+    """JPEG or PNG bytes -> float32 [H, W, 3] in [0, 255]."""
+    img = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    img.set_shape([None, None, 3])
+    return tf.cast(img, tf.float32)
+
+
+def augment(image: tf.Tensor, points: tf.Tensor, mask: tf.Tensor, colors: tf.Tensor,
+            color_mask: tf.Tensor, seed: tf.Tensor, image_size: int, load_size: int,
+            flip: bool = True) -> Tuple[tf.Tensor, ...]:
+    """Random resize-crop jitter and horizontal flip, moving points (and eye names) with pixels.
+
+    image: [H, W, C] float (any size); points [5, 2] normalised; mask [5]; colors [4, 3];
+    color_mask [4]; seed: int [2] for the stateless draws.
+    Returns (image [S, S, C], points, mask, colors, color_mask).
+    """
+    s = image_size
+    image = tf.image.resize(image, [load_size, load_size], antialias=True)
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    if load_size > s:
+        offset = tf.random.stateless_uniform([2], seeds[0], 0, load_size - s + 1, dtype=tf.int32)
+    else:
+        offset = tf.zeros([2], tf.int32)
+    image = tf.slice(image, tf.stack([offset[1], offset[0], 0]), [s, s, -1])
+    off = tf.cast(offset, tf.float32)  # (x, y) in load pixels
+    points = (points * float(load_size) - off) / float(s)
+    if flip:
+        do_flip = tf.random.stateless_uniform([], seeds[1]) < 0.5
+        f_points, f_mask = landmarks.flip_points(points, mask)
+        image = tf.cond(do_flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+        points = tf.where(do_flip, f_points, points)
+        mask = tf.where(do_flip, f_mask, mask)
+        colors = tf.where(do_flip, tf.gather(colors, COLOR_FLIP_ORDER), colors)
+        color_mask = tf.where(do_flip, tf.gather(color_mask, COLOR_FLIP_ORDER), color_mask)
+    return image, points, mask, colors, color_mask
+
+
+def _records(dataset_dir: str, split: str, domain: str, info: dict, verify: bool) -> Tuple[tf.data.Dataset, int]:
+    files, count = records.split_shards(dataset_dir, info, split, domain)
+    if verify:
+        records.verify_shards(dataset_dir, info, split, domain)
+    ds = tf.data.TFRecordDataset(files, buffer_size=1 << 20)
+    return ds, count
+
+
+def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size: int,
+              do_augment: bool, seed: int, shuffle: bool, shuffle_buffer: int, repeat: bool,
+              load_size: Optional[int], verify: bool, num_parallel_calls) -> Tuple[tf.data.Dataset, int]:
+    """Per-example dicts: image [S, S, 3] in [-1, 1], points, point_mask, colors, color_mask, seed."""
+    ds, count = _records(dataset_dir, split, domain, info, verify)
+    if shuffle:
+        ds = ds.shuffle(min(shuffle_buffer, count), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    # One independent int64 per example; new values each epoch, all determined by the seed.
+    rnd = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    ds = tf.data.Dataset.zip((ds, rnd))
+    load = (load_size or load_size_for(image_size)) if do_augment else image_size
+
+    def parse(serialized, r):
+        ex = records.parse_example(serialized)
+        image = decode_image(ex["image"])
+        seed2 = tf.stack([r, tf.constant(seed, tf.int64)])
+        image, pts, pmask, colors, cmask = augment(
+            image, ex["points"], ex["point_mask"], ex["colors"], ex["color_mask"], seed2,
+            image_size, load, flip=do_augment)
+        image = tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
+        image = tf.ensure_shape(image, [image_size, image_size, 3])
+        return {"image": image, "points": pts, "point_mask": pmask, "colors": colors,
+                "color_mask": cmask, "seed": seed2}
+
+    return ds.map(parse, num_parallel_calls=num_parallel_calls, deterministic=True), count
+
+
+def condition_planes(colors: tf.Tensor, color_mask: tf.Tensor, image_size: int) -> tf.Tensor:
+    """[..., 4, 3] colours in [0, 1] -> [..., S, S, 12] constant planes in [-1, 1] (missing: 0)."""
+    c = (colors * 2.0 - 1.0) * color_mask[..., None]
+    c = tf.reshape(c, tf.concat([tf.shape(c)[:-2], [12]], 0))
+    return tf.tile(c[..., None, None, :], [1] * (len(c.shape) - 1) + [image_size, image_size, 1])
+
+
+def pix2pix_dataset(dataset_dir: str, split: str = "train", condition: str = "keypoints",
+                    image_size: int = 256, augment: bool = False, batch_size: int = 1, *,
+                    seed: int = 0, shuffle: Optional[bool] = None, shuffle_buffer: int = 1024,
+                    repeat: bool = False, drop_remainder: bool = False,
+                    load_size: Optional[int] = None, color_jitter: float = 0.1,
+                    verify: bool = True, num_parallel_calls=AUTOTUNE) -> tf.data.Dataset:
+    """(inputs [B, S, S, C], target [B, S, S, 3]) batches from a pix2pix dataset.
+
+    `condition` picks C (see the module docstring). `shuffle` defaults to True for "train".
+    `verify` reads every shard once (CRC) so a corrupt shard fails here, naming the file.
+    """
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition must be one of {CONDITIONS}, not {condition!r}")
+    info = records.read_info(dataset_dir, task="pix2pix")
+    shuffle = (split == "train") if shuffle is None else shuffle
+    ds, _ = _examples(dataset_dir, split, "anime", info, image_size, augment, seed, shuffle,
+                      shuffle_buffer, repeat, load_size, verify, num_parallel_calls)
+    s = image_size
+
+    def extras(ex):
+        if condition != "keypoints_colors_noise":
+            return ex
+        k = tf.random.experimental.stateless_split(ex["seed"] + 7, 2)
+        jitter = tf.random.stateless_uniform([4, 3], k[0], -color_jitter / 2.0, color_jitter / 2.0)
+        ex = dict(ex)  # jitter in [0, 1] colour units: +-color_jitter in [-1, 1] units
+        ex["colors"] = tf.clip_by_value(ex["colors"] + jitter, 0.0, 1.0)
+        ex["noise"] = tf.random.stateless_uniform([s, s, 1], k[1], -1.0, 1.0)
+        return ex
+
+    if condition == "keypoints_colors_noise":
+        ds = ds.map(extras, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls,
+                  deterministic=True)
+
+    def to_pair(ex):
+        layer = landmarks.render(ex["points"], ex["point_mask"], s)
+        parts = [layer]
+        if condition != "keypoints":
+            parts.append(condition_planes(ex["colors"], ex["color_mask"], s))
+        if condition == "keypoints_colors_noise":
+            parts.append(ex["noise"])
+        inputs = tf.concat(parts, axis=-1) if len(parts) > 1 else layer
+        return inputs, ex["image"]
+
+    ds = ds.map(to_pair, num_parallel_calls=num_parallel_calls, deterministic=True)
+    return ds.prefetch(AUTOTUNE)
+
+
+def cyclegan_dataset(dataset_dir: str, split: str = "train", image_size: int = 256,
+                     landmark_channel: bool = False, augment: bool = False, batch_size: int = 1, *,
+                     seed: int = 0, shuffle: Optional[bool] = None, shuffle_buffer: int = 1024,
+                     drop_remainder: bool = False, load_size: Optional[int] = None,
+                     verify: bool = True, num_parallel_calls=AUTOTUNE) -> tf.data.Dataset:
+    """Unpaired (photo [B, S, S, C], anime [B, S, S, C]) batches, C = 4 with `landmark_channel`.
+
+    One pass is as long as the larger domain; the smaller one cycles (reshuffled each time).
+    """
+    info = records.read_info(dataset_dir, task="cyclegan")
+    shuffle = (split == "train") if shuffle is None else shuffle
+    photo, n_photo = _examples(dataset_dir, split, "photo", info, image_size, augment, seed,
+                               shuffle, shuffle_buffer, True, load_size, verify, num_parallel_calls)
+    anime, n_anime = _examples(dataset_dir, split, "anime", info, image_size, augment, seed + 1,
+                               shuffle, shuffle_buffer, True, load_size, verify, num_parallel_calls)
+    ds = tf.data.Dataset.zip((photo, anime)).take(max(n_photo, n_anime))
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls,
+                  deterministic=True)
+    s = image_size
+
+    def to_pair(p, a):
+        def one(ex):
+            if not landmark_channel:
+                return ex["image"]
+            return tf.concat([ex["image"], landmarks.render(ex["points"], ex["point_mask"], s)], -1)
+        return one(p), one(a)
+
+    ds = ds.map(to_pair, num_parallel_calls=num_parallel_calls, deterministic=True)
+    return ds.prefetch(AUTOTUNE)
+
+
+def element_spec_summary(ds: tf.data.Dataset) -> Dict[str, str]:
+    """Shapes and dtypes of a pipeline's elements, for logs."""
+    return {str(i): f"{s.shape} {s.dtype.name}" for i, s in enumerate(tf.nest.flatten(ds.element_spec))}
