@@ -93,3 +93,13 @@ def test_render_is_graph_friendly():
     p, m = pts_mask()
     out = f(p[None], m[None])
     assert out.shape == (1, 32, 32, 1)
+
+
+def test_half_resolution_lines_look_the_same():
+    p, m = pts_mask()
+    big = (p * 0.5 + 0.25).astype(np.float32)  # a face in the middle of a 256 layer
+    half = L.render(big, m, 256).numpy()
+    full = L.render(big, m, 256, half_res_lines=False).numpy()
+    assert np.abs(half - full).max() < 0.06
+    assert np.abs(half - full).mean() < 0.001
+    assert np.all(half[:40] == 0.0)

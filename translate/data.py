@@ -50,24 +50,46 @@ def augment(image: tf.Tensor, points: tf.Tensor, mask: tf.Tensor, colors: tf.Ten
             flip: bool = True) -> Tuple[tf.Tensor, ...]:
     """Random resize-crop jitter and horizontal flip, moving points (and eye names) with pixels.
 
+    Equivalent to pix2pix's "resize to load_size, random crop image_size, random flip", done as
+    one bilinear `crop_and_resize` (the flip is a box with x1 > x2), so the full load_size image
+    is never built. Crops larger than load_size are first shrunk with an antialiased resize.
+    Points are mapped through the very box that samples the pixels, so they stay on them.
+
     image: [H, W, C] float (any size); points [5, 2] normalised; mask [5]; colors [4, 3];
     color_mask [4]; seed: int [2] for the stateless draws.
     Returns (image [S, S, C], points, mask, colors, color_mask).
     """
     s = image_size
-    image = tf.image.resize(image, [load_size, load_size], antialias=True)
+    if s < 2:
+        raise ValueError("image_size must be >= 2")
     seeds = tf.random.experimental.stateless_split(seed, 3)
+    big = tf.reduce_max(tf.shape(image)[:2]) > load_size
+    image = tf.cond(big, lambda: tf.image.resize(image, [load_size, load_size], antialias=True),
+                    lambda: image)
+    hw = tf.cast(tf.stack([tf.shape(image)[1], tf.shape(image)[0]]), tf.float32)  # (w, h)
     if load_size > s:
         offset = tf.random.stateless_uniform([2], seeds[0], 0, load_size - s + 1, dtype=tf.int32)
     else:
         offset = tf.zeros([2], tf.int32)
-    image = tf.slice(image, tf.stack([offset[1], offset[0], 0]), [s, s, -1])
-    off = tf.cast(offset, tf.float32)  # (x, y) in load pixels
-    points = (points * float(load_size) - off) / float(s)
+    # Output pixel i samples the load grid at offset + i + 0.5, i.e. the source at pixel-index
+    # coordinate (offset + i + 0.5) * H / load - 0.5; keep the samples inside the source.
+    start = (tf.cast(offset, tf.float32) + 0.5) * hw / float(load_size) - 0.5
+    end = start + float(s - 1) * hw / float(load_size)
+    start = tf.clip_by_value(start, 0.0, hw - 1.0)
+    end = tf.clip_by_value(end, 0.0, hw - 1.0)
+    step = (end - start) / float(s - 1)
+    x0, x1 = start[0], end[0]
     if flip:
         do_flip = tf.random.stateless_uniform([], seeds[1]) < 0.5
+        x0, x1 = tf.where(do_flip, end[0], start[0]), tf.where(do_flip, start[0], end[0])
+    denom = tf.maximum(hw - 1.0, 1.0)
+    box = tf.stack([start[1] / denom[1], x0 / denom[0], end[1] / denom[1], x1 / denom[0]])
+    image = tf.image.crop_and_resize(image[None], box[None], [0], [s, s])[0]
+    # A point at normalised u is at source pixel coordinate u * H - 0.5, so at output index
+    # (u * H - 0.5 - start) / step, i.e. normalised (index + 0.5) / s.
+    points = ((points * hw - 0.5 - start) / step + 0.5) / float(s)
+    if flip:
         f_points, f_mask = landmarks.flip_points(points, mask)
-        image = tf.cond(do_flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
         points = tf.where(do_flip, f_points, points)
         mask = tf.where(do_flip, f_mask, mask)
         colors = tf.where(do_flip, tf.gather(colors, COLOR_FLIP_ORDER), colors)
@@ -115,8 +137,9 @@ def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size:
 def condition_planes(colors: tf.Tensor, color_mask: tf.Tensor, image_size: int) -> tf.Tensor:
     """[..., 4, 3] colours in [0, 1] -> [..., S, S, 12] constant planes in [-1, 1] (missing: 0)."""
     c = (colors * 2.0 - 1.0) * color_mask[..., None]
-    c = tf.reshape(c, tf.concat([tf.shape(c)[:-2], [12]], 0))
-    return tf.tile(c[..., None, None, :], [1] * (len(c.shape) - 1) + [image_size, image_size, 1])
+    lead = tf.shape(c)[:-2]
+    c = tf.reshape(c, tf.concat([lead, [1, 1, 12]], 0))
+    return tf.broadcast_to(c, tf.concat([lead, [image_size, image_size, 12]], 0))
 
 
 def pix2pix_dataset(dataset_dir: str, split: str = "train", condition: str = "keypoints",
