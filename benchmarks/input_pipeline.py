@@ -148,6 +148,29 @@ def run_tf(ds, seconds, batch):
     return n / wall, 1000 * cpu / n
 
 
+def write_png(path, p2p, n=4, size=128):
+    """Augmented pix2pix examples: target | layer | layer over target (synthetic data only).
+    The last row drops the mouth and chin: missing points and their lines are not drawn."""
+    from translate import data, landmarks, records
+    examples, _ = data._examples(p2p, "train", "anime", records.read_info(p2p), size, True, 1,
+                                 True, 64, False, None, False, 1)
+    rows = []
+    for i, ex in enumerate(examples.take(n)):
+        mask = ex["point_mask"].numpy().copy()
+        if i == n - 1:
+            mask[3:] = 0
+        layer = landmarks.render(ex["points"], mask, size).numpy()[..., 0]
+        img = (ex["image"].numpy() + 1) * 127.5
+        u8 = landmarks.to_uint8(layer).astype(np.float32)
+        a = np.abs(layer)[..., None]
+        over = img * (1 - a) + a * np.where(layer[..., None] > 0, [255.0, 255.0, 0.0], [0.0, 0.0, 255.0])
+        rows.append(np.concatenate([img, np.repeat(u8[..., None], 3, -1), over], 1))
+    grid = np.concatenate(rows, 0).clip(0, 255).astype(np.uint8)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    Image.fromarray(grid).save(path, optimize=True)
+    print(f"wrote {path} ({os.path.getsize(path) // 1024} KB)")
+
+
 def others_load():
     """1-minute load average minus nothing: a hint of how busy the shared machine was."""
     try:
@@ -160,7 +183,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--count", type=int, default=128, help="synthetic faces in the dataset")
     ap.add_argument("--size", type=int, default=256, help="image size")
-    ap.add_argument("--seconds", type=float, default=4.0, help="measuring time per pipeline")
+    ap.add_argument("--seconds", type=float, default=3.0, help="measuring time per pipeline and round")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds; each figure is the best round "
+                    "(other engineers' jobs share the 2 cores: the best round is the least disturbed)")
+    ap.add_argument("--png", default=None, help="also write a picture of augmented pipeline "
+                    "outputs (target | landmark layer | overlay; the last row with the chin and "
+                    "mouth dropped), e.g. docs/landmarks_pipeline.png")
     args = ap.parse_args()
 
     import tensorflow as tf
@@ -195,6 +223,8 @@ def main():
                           np.abs(render_numpy_matmul(ex["points"], ex["point_mask"], args.size) - ref).max()))
         diffs = np.max(np.array(diffs), 0)
 
+        if args.png:
+            write_png(args.png, p2p)
         S, sec = args.size, args.seconds
         res = {}
         cases = [
@@ -203,14 +233,24 @@ def main():
             ("pix2pix_noise_b16", lambda: data.pix2pix_dataset(p2p, "train", "keypoints_colors_noise", S, True, 16, repeat=True, drop_remainder=True), 16),
             ("cyclegan_landmarks_b1", lambda: data.cyclegan_dataset(cyc, "train", S, True, True, 1).repeat(), 1),
         ]
-        for name, make, batch in cases:
-            res[name] = run_tf(make(), sec, batch)
-            print(f"tf.data {name:24s} {res[name][0]:8.1f} examples/s  {res[name][1]:6.2f} core-ms/example", flush=True)
-        for cond in ("keypoints", "keypoints_colors_noise"):
-            for rname, fn in (("numpy", render_numpy), ("numpy_matmul", render_numpy_matmul)):
-                key = f"baseline_{rname}_{'noise' if 'noise' in cond else 'keypoints'}"
-                res[key] = run_baseline(serialized, sec, S, cond, fn)
-                print(f"baseline {key:23s} {res[key][0]:8.1f} examples/s  {res[key][1]:6.2f} core-ms/example", flush=True)
+        pipelines = {name: (make(), batch) for name, make, batch in cases}
+
+        def keep(key, r):
+            if key not in res or r[0] > res[key][0]:
+                res[key] = r
+            print(f"  {key:36s} {r[0]:8.1f} examples/s  {r[1]:6.2f} core-ms/example", flush=True)
+
+        for rnd in range(args.rounds):  # interleaved, so a busy spell hits all pipelines alike
+            print(f"round {rnd + 1}/{args.rounds} (load average {others_load()})", flush=True)
+            for name, (ds, batch) in pipelines.items():
+                keep(name, run_tf(ds, sec, batch))
+            for cond in ("keypoints", "keypoints_colors_noise"):
+                for rname, fn in (("numpy", render_numpy), ("numpy_matmul", render_numpy_matmul)):
+                    key = f"baseline_{rname}_{'noise' if 'noise' in cond else 'keypoints'}"
+                    keep(key, run_baseline(serialized, sec, S, cond, fn))
+        print("best of the rounds:")
+        for k, v in res.items():
+            print(f"  {k:36s} {v[0]:8.1f} examples/s  {v[1]:6.2f} core-ms/example")
 
     ratio = {
         "keypoints_vs_numpy": res["pix2pix_keypoints_b1"][0] / res["baseline_numpy_keypoints"][0],

@@ -107,8 +107,11 @@ def _records(dataset_dir: str, split: str, domain: str, info: dict, verify: bool
 
 def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size: int,
               do_augment: bool, seed: int, shuffle: bool, shuffle_buffer: int, repeat: bool,
-              load_size: Optional[int], verify: bool, num_parallel_calls) -> Tuple[tf.data.Dataset, int]:
-    """Per-example dicts: image [S, S, 3] in [-1, 1], points, point_mask, colors, color_mask, seed."""
+              load_size: Optional[int], verify: bool, num_parallel_calls,
+              finish=None) -> Tuple[tf.data.Dataset, int]:
+    """Per-example dicts: image [S, S, 3] in [-1, 1], points, point_mask, colors, color_mask, seed;
+    or `finish(dict)` of them, computed in the same parallel map (rendering per example keeps
+    the tensors cache-sized; rendering after batching was slower per example)."""
     ds, count = _records(dataset_dir, split, domain, info, verify)
     if shuffle:
         ds = ds.shuffle(min(shuffle_buffer, count), seed=seed, reshuffle_each_iteration=True)
@@ -128,8 +131,9 @@ def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size:
             image_size, load, flip=do_augment)
         image = tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
         image = tf.ensure_shape(image, [image_size, image_size, 3])
-        return {"image": image, "points": pts, "point_mask": pmask, "colors": colors,
-                "color_mask": cmask, "seed": seed2}
+        ex = {"image": image, "points": pts, "point_mask": pmask, "colors": colors,
+              "color_mask": cmask, "seed": seed2}
+        return finish(ex) if finish is not None else ex
 
     return ds.map(parse, num_parallel_calls=num_parallel_calls, deterministic=True), count
 
@@ -157,36 +161,28 @@ def pix2pix_dataset(dataset_dir: str, split: str = "train", condition: str = "ke
         raise ValueError(f"condition must be one of {CONDITIONS}, not {condition!r}")
     info = records.read_info(dataset_dir, task="pix2pix")
     shuffle = (split == "train") if shuffle is None else shuffle
-    ds, _ = _examples(dataset_dir, split, "anime", info, image_size, augment, seed, shuffle,
-                      shuffle_buffer, repeat, load_size, verify, num_parallel_calls)
     s = image_size
 
-    def extras(ex):
-        if condition != "keypoints_colors_noise":
-            return ex
-        k = tf.random.experimental.stateless_split(ex["seed"] + 7, 2)
-        jitter = tf.random.stateless_uniform([4, 3], k[0], -color_jitter / 2.0, color_jitter / 2.0)
-        ex = dict(ex)  # jitter in [0, 1] colour units: +-color_jitter in [-1, 1] units
-        ex["colors"] = tf.clip_by_value(ex["colors"] + jitter, 0.0, 1.0)
-        ex["noise"] = tf.random.stateless_uniform([s, s, 1], k[1], -1.0, 1.0)
-        return ex
+    def to_pair(ex):
+        layer = landmarks.render(ex["points"], ex["point_mask"], s)  # [S, S, 1]
+        if condition == "keypoints":
+            return layer, ex["image"]
+        colors = ex["colors"]
+        parts = [layer]
+        if condition == "keypoints_colors_noise":
+            k = tf.random.experimental.stateless_split(ex["seed"] + 7, 2)
+            # +-color_jitter in [-1, 1] units is +-color_jitter / 2 in [0, 1] colour units
+            jitter = tf.random.stateless_uniform([4, 3], k[0], -color_jitter / 2.0, color_jitter / 2.0)
+            colors = tf.clip_by_value(colors + jitter, 0.0, 1.0)
+        parts.append(condition_planes(colors, ex["color_mask"], s))
+        if condition == "keypoints_colors_noise":
+            parts.append(tf.random.stateless_uniform([s, s, 1], k[1], -1.0, 1.0))
+        return tf.concat(parts, axis=-1), ex["image"]
 
-    if condition == "keypoints_colors_noise":
-        ds = ds.map(extras, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds, _ = _examples(dataset_dir, split, "anime", info, image_size, augment, seed, shuffle,
+                      shuffle_buffer, repeat, load_size, verify, num_parallel_calls, finish=to_pair)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls,
                   deterministic=True)
-
-    def to_pair(ex):
-        layer = landmarks.render(ex["points"], ex["point_mask"], s)
-        parts = [layer]
-        if condition != "keypoints":
-            parts.append(condition_planes(ex["colors"], ex["color_mask"], s))
-        if condition == "keypoints_colors_noise":
-            parts.append(ex["noise"])
-        inputs = tf.concat(parts, axis=-1) if len(parts) > 1 else layer
-        return inputs, ex["image"]
-
-    ds = ds.map(to_pair, num_parallel_calls=num_parallel_calls, deterministic=True)
     return ds.prefetch(AUTOTUNE)
 
 
@@ -201,23 +197,22 @@ def cyclegan_dataset(dataset_dir: str, split: str = "train", image_size: int = 2
     """
     info = records.read_info(dataset_dir, task="cyclegan")
     shuffle = (split == "train") if shuffle is None else shuffle
+    s = image_size
+
+    def one(ex):
+        if not landmark_channel:
+            return ex["image"]
+        return tf.concat([ex["image"], landmarks.render(ex["points"], ex["point_mask"], s)], -1)
+
     photo, n_photo = _examples(dataset_dir, split, "photo", info, image_size, augment, seed,
-                               shuffle, shuffle_buffer, True, load_size, verify, num_parallel_calls)
+                               shuffle, shuffle_buffer, True, load_size, verify, num_parallel_calls,
+                               finish=one)
     anime, n_anime = _examples(dataset_dir, split, "anime", info, image_size, augment, seed + 1,
-                               shuffle, shuffle_buffer, True, load_size, verify, num_parallel_calls)
+                               shuffle, shuffle_buffer, True, load_size, verify, num_parallel_calls,
+                               finish=one)
     ds = tf.data.Dataset.zip((photo, anime)).take(max(n_photo, n_anime))
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls,
                   deterministic=True)
-    s = image_size
-
-    def to_pair(p, a):
-        def one(ex):
-            if not landmark_channel:
-                return ex["image"]
-            return tf.concat([ex["image"], landmarks.render(ex["points"], ex["point_mask"], s)], -1)
-        return one(p), one(a)
-
-    ds = ds.map(to_pair, num_parallel_calls=num_parallel_calls, deterministic=True)
     return ds.prefetch(AUTOTUNE)
 
 
