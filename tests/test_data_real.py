@@ -86,7 +86,7 @@ def test_real_photos_build_and_read_back(shared_data, tmp_path):
 
     out = str(tmp_path / "cyc")
     info = builder.build(builder.BuildConfig(
-        task="cyclegan", inputs=[photos, anime], output_dir=out, group_regex=r"^(.+)_\d+\.",
+        task="cyclegan", inputs=[photos, anime], output_dir=out, group_regex={"photo": r"^(.+)_\d+\."},
         test_fraction=0.25, num_shards=2, progress=False), log=lambda s: None)
     assert records.read_info(out, "cyclegan") == info
     assert sum(info["rejects"].values()) == 0, info["rejects"]  # ground-truth keypoints are plausible

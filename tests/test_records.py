@@ -227,3 +227,14 @@ def test_cli_error_is_one_line_exit_1(tmp_path):
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     assert "error:" in r.stderr and "empty JSONL" in r.stderr
+
+
+def test_cluster_needs_both_hash_and_thumbnail_agreement():
+    hashes = [0b1011, 0b1011, 0b1010, 0xFFFF0000]
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(4, 12)).astype(np.float32)
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    same = np.stack([t[0], t[0], t[0], t[3]])
+    assert dedup.cluster(hashes, 1) == [0, 0, 0, 3]  # hash alone
+    assert dedup.cluster(hashes, 1, same, 0.97) == [0, 0, 0, 3]
+    assert dedup.cluster(hashes, 1, t, 0.97) == [0, 1, 2, 3]  # same layout, different pictures

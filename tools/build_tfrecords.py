@@ -9,7 +9,7 @@ Examples:
   python tools/build_tfrecords.py --task=pix2pix --input=anime/faces.jsonl \\
       --labels=anime/labels.csv --output_dir=data/p2p
   python tools/build_tfrecords.py --task=cyclegan --input=photos/faces.jsonl \\
-      --input=anime/faces.jsonl --group_regex='^(.+)_\\d+\\.' --output_dir=data/cyc
+      --input=anime/faces.jsonl --group_regex='photo:^(.+)_\\d+\\.' --output_dir=data/cyc
 
 pix2pix keeps the anime faces (the target crop; its keypoints and colours become the input at read
 time); cyclegan needs both photo and anime faces. Errors print one line and exit with status 1.
@@ -35,9 +35,10 @@ flags.DEFINE_multi_string("input", None, "faces.jsonl file(s) with crops; repeat
 flags.DEFINE_string("output_dir", None, "Dataset folder to write (shards + dataset.json).")
 flags.DEFINE_string("labels", None, "Optional CSV (file, group): character / person of each "
                     "face, matched on the face's source or crop file name.")
-flags.DEFINE_string("group_regex", None, "Optional regex with one capture group applied to the "
-                    "source file name to get an identity, e.g. '^(.+)_\\d+\\.' for Person_12.jpg. "
-                    "Used for faces the labels do not cover.")
+flags.DEFINE_multi_string("group_regex", None, "Optional regex with one capture group applied to "
+                          "the source file name to get an identity, e.g. '^(.+)_\\d+\\.' for "
+                          "Person_12.jpg; prefix with 'photo:' or 'anime:' to use it for one domain "
+                          "only (repeatable). Used for faces the labels do not cover.")
 flags.DEFINE_float("test_fraction", 0.1, "Share of faces (per domain) in the test split.")
 flags.DEFINE_enum("split_by", "group", ["group", "image"], "group: leak-free; image: every face "
                   "on its own (the leaky split of the original work, for comparison only).")
@@ -45,9 +46,12 @@ flags.DEFINE_integer("seed", 0, "Seed of the split and of the shard order.")
 flags.DEFINE_integer("num_shards", 4, "Shards per split and domain (fewer when there are fewer "
                      "records).")
 flags.DEFINE_integer("dup_distance", 4, "Perceptual-hash distance (bits of 64) at or below which "
-                     "two crops are the same picture; only one is kept.")
+                     "two crops are the same picture (with --dup_min_corr); only one is kept.")
+flags.DEFINE_float("dup_min_corr", 0.97, "Minimum 16x16 colour-thumbnail correlation for the same "
+                   "picture (re-encoded copies: >= 0.999).")
 flags.DEFINE_integer("group_distance", 10, "Perceptual-hash distance at or below which crops are "
-                     "near-duplicates: kept, but forced into the same split.")
+                     "near-duplicates (with --group_min_corr): kept, but forced into the same split.")
+flags.DEFINE_float("group_min_corr", 0.90, "Minimum thumbnail correlation for near-duplicates.")
 flags.DEFINE_list("require_points", ["left_eye", "right_eye"], "Points a face must have.")
 flags.DEFINE_float("max_outside", 0.05, "How far a point may lie outside its crop (fraction of "
                    "crop size).")
@@ -84,11 +88,19 @@ def main(argv):
     if bad:
         _fail(f"--require_points: unknown point(s) {bad}; known: {', '.join(POINT_NAMES)}")
     inputs = [p for arg in FLAGS.input for p in arg.split(",") if p]
+    group_regex = {}
+    for r in FLAGS.group_regex or []:
+        dom, sep, rest = r.partition(":")
+        if sep and dom in ("photo", "anime"):
+            group_regex[dom] = rest
+        else:
+            group_regex["*"] = r
     cfg = builder.BuildConfig(
         task=FLAGS.task, inputs=inputs, output_dir=FLAGS.output_dir, labels=FLAGS.labels,
-        group_regex=FLAGS.group_regex, test_fraction=FLAGS.test_fraction, split_by=FLAGS.split_by,
+        group_regex=group_regex or None, test_fraction=FLAGS.test_fraction, split_by=FLAGS.split_by,
         seed=FLAGS.seed, num_shards=FLAGS.num_shards, dup_distance=FLAGS.dup_distance,
-        group_distance=FLAGS.group_distance,
+        group_distance=FLAGS.group_distance, dup_min_corr=FLAGS.dup_min_corr,
+        group_min_corr=FLAGS.group_min_corr,
         keypoint_filter=builder.KeypointFilter(
             required=tuple(FLAGS.require_points), max_outside=FLAGS.max_outside,
             min_eye_distance=FLAGS.min_eye_distance, max_eye_distance=FLAGS.max_eye_distance,

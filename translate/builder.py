@@ -6,10 +6,11 @@ Library behind `tools/build_tfrecords.py` (plain arguments, no flags). Steps, in
 2. drop faces without a crop, check every crop file exists (error listing the missing ones);
 3. drop faces whose keypoints are implausible for their crop (`KeypointFilter`, counted per
    reason);
-4. read each crop and its perceptual hash; collapse same-picture duplicates (`dup_distance`);
+4. read each crop, its perceptual hash and colour thumbnail; collapse same-picture duplicates
+   (`dup_distance`, `dup_min_corr`; see translate/dedup.py);
 5. give each face a group: the `labels` CSV (character / person), else `group_regex` on the
    source file name, else the source picture; then union groups joined by near-duplicates
-   (`group_distance`), so no identity or near-copy can straddle the split;
+   (`group_distance`, `group_min_corr`), so no identity or near-copy can straddle the split;
 6. split each domain by group (`translate.splits`), seeded;
 7. write shards under temporary names, rename them when all are complete, then dataset.json.
 
@@ -29,7 +30,7 @@ import random
 import re
 import sys
 from collections import Counter, OrderedDict
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from translate import dedup, splits
 from translate.faces import Face, FaceFormatError, read_faces
@@ -56,6 +57,7 @@ class Entry:
     width: int = 0
     height: int = 0
     phash: int = 0
+    thumb: Optional[object] = None  # dedup.thumbnail vector
     group: str = ""
 
 
@@ -166,13 +168,15 @@ class BuildConfig:
     inputs: Sequence[str]
     output_dir: str
     labels: Optional[str] = None
-    group_regex: Optional[str] = None
+    group_regex: Union[None, str, Dict[str, str]] = None  # one regex, or per domain
     test_fraction: float = 0.1
     split_by: str = "group"
     seed: int = 0
     num_shards: int = 4
     dup_distance: int = 4
     group_distance: int = 10
+    dup_min_corr: float = 0.97
+    group_min_corr: float = 0.90
     keypoint_filter: KeypointFilter = dataclasses.field(default_factory=KeypointFilter)
     overwrite: bool = False
     progress: bool = True
@@ -190,17 +194,31 @@ def _check_config(cfg: BuildConfig) -> Task:
         raise BuildError(f"split_by must be one of {splits.SPLIT_BY}, got {cfg.split_by!r}")
     if cfg.num_shards < 1:
         raise BuildError(f"num_shards must be >= 1, got {cfg.num_shards}")
+    if not -1.0 <= cfg.group_min_corr <= cfg.dup_min_corr <= 1.0:
+        raise BuildError("need -1 <= group_min_corr <= dup_min_corr <= 1, got "
+                         f"{cfg.group_min_corr} and {cfg.dup_min_corr}")
     if not 0 <= cfg.dup_distance <= cfg.group_distance <= 64:
         raise BuildError("need 0 <= dup_distance <= group_distance <= 64, got "
                          f"{cfg.dup_distance} and {cfg.group_distance}")
-    if cfg.group_regex:
-        try:
-            rx = re.compile(cfg.group_regex)
-        except re.error as e:
-            raise BuildError(f"group_regex {cfg.group_regex!r} is not a regular expression: {e}") from None
-        if rx.groups < 1:
-            raise BuildError(f"group_regex {cfg.group_regex!r} needs one capture group, e.g. '^(.+)_\\d+\\.'")
+    _group_regexes(cfg)
     return TASKS[cfg.task]
+
+
+def _group_regexes(cfg: BuildConfig) -> Dict[str, "re.Pattern"]:
+    """Domain -> compiled regex ("*" for all domains)."""
+    if not cfg.group_regex:
+        return {}
+    given = cfg.group_regex if isinstance(cfg.group_regex, dict) else {"*": cfg.group_regex}
+    out = {}
+    for dom, pattern in given.items():
+        try:
+            rx = re.compile(pattern)
+        except re.error as e:
+            raise BuildError(f"group_regex {pattern!r} is not a regular expression: {e}") from None
+        if rx.groups < 1:
+            raise BuildError(f"group_regex {pattern!r} needs one capture group, e.g. '^(.+)_\\d+\\.'")
+        out[dom] = rx
+    return out
 
 
 # ----------------------------------------------------------------------------- steps
@@ -279,6 +297,7 @@ def _read_crop(entry: Entry) -> None:
         entry.image_bytes, entry.image_format = buf.getvalue(), "png"
     entry.width, entry.height = img.size
     entry.phash = dedup.phash(img)
+    entry.thumb = dedup.thumbnail(img)
 
 
 def _progress(it, total, desc, enabled):
@@ -286,6 +305,19 @@ def _progress(it, total, desc, enabled):
         return it
     from tqdm import tqdm
     return tqdm(it, total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def _largest_groups(entries: List[Entry], domains: Sequence[str]) -> Dict[str, int]:
+    out = {}
+    for d in domains:
+        sizes = Counter(e.group for e in entries if e.face.domain == d)
+        out[d] = max(sizes.values()) if sizes else 0
+    return out
+
+
+def _thumbs(entries: List[Entry]):
+    import numpy as np
+    return np.stack([e.thumb for e in entries]) if entries else None
 
 
 class _UnionFind:
@@ -354,7 +386,7 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
     kept = []
     for d in task.domains:
         dom = [e for e in entries if e.face.domain == d]
-        labels_d = dedup.cluster([e.phash for e in dom], cfg.dup_distance)
+        labels_d = dedup.cluster([e.phash for e in dom], cfg.dup_distance, _thumbs(dom), cfg.dup_min_corr)
         clusters: Dict[int, List[Entry]] = {}
         for e, lab in zip(dom, labels_d):
             clusters.setdefault(lab, []).append(e)
@@ -373,13 +405,14 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
     # Groups: identity (labels / regex / source picture) united with near-duplicate clusters.
     uf = _UnionFind()
     unlabelled = 0
-    rx = re.compile(cfg.group_regex) if cfg.group_regex else None
+    regexes = _group_regexes(cfg)
     for e in entries:
         g = None
         if labels is not None:
             g = _label_for(e, labels)
             if g is None:
                 unlabelled += 1
+        rx = regexes.get(e.face.domain, regexes.get("*"))
         if g is None and rx is not None:
             m = rx.search(os.path.basename(e.face.source or e.face.crop.path))
             g = m.group(1) if m else None
@@ -390,7 +423,7 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
     near_links = 0
     for d in task.domains:
         dom = [e for e in entries if e.face.domain == d]
-        labs = dedup.cluster([e.phash for e in dom], cfg.group_distance)
+        labs = dedup.cluster([e.phash for e in dom], cfg.group_distance, _thumbs(dom), cfg.group_min_corr)
         first: Dict[int, Entry] = {}
         for e, lab in zip(dom, labs):
             if lab in first:
@@ -422,7 +455,8 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
         "rejects": {k: int(v) for k, v in sorted(rejects.items())},
         "duplicates": dup_report,
         "groups": {
-            "source": "labels" if labels is not None else ("group_regex" if rx else "source picture"),
+            "source": "labels" if labels is not None else ("group_regex" if regexes else "source picture"),
+            "largest": _largest_groups(entries, task.domains),
             "unlabelled": unlabelled,
             "near_duplicate_merges": near_links,
             "train": len({e.group for e in entries if split_of[e.index] == "train"}),
@@ -430,7 +464,8 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
             "shared_between_splits": len(shared),
         },
         "split": {"test_fraction": cfg.test_fraction, "split_by": cfg.split_by, "seed": cfg.seed,
-                  "dup_distance": cfg.dup_distance, "group_distance": cfg.group_distance},
+                  "dup_distance": cfg.dup_distance, "dup_min_corr": cfg.dup_min_corr,
+                  "group_distance": cfg.group_distance, "group_min_corr": cfg.group_min_corr},
         "keypoint_filter": dataclasses.asdict(cfg.keypoint_filter),
         "command": cfg.command,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -536,6 +571,16 @@ def summary(info: dict) -> List[str]:
                      f"shared between splits: {g['shared_between_splits']}, "
                      f"near-duplicate merges: {g['near_duplicate_merges']}"
                      + (f", unlabelled faces: {g['unlabelled']}" if g.get("unlabelled") else ""))
+    for d, n in g.get("largest", {}).items():
+        total = sum(info["splits"][s][d]["count"] for s in info["splits"] if d in info["splits"][s])
+        if total >= 10 and n > total / 2:
+            lines.append(f"  WARNING: one {d} group holds {n} of {total} faces: check --labels / "
+                         "--group_regex (a regex meant for one domain applies to all unless given "
+                         "as DOMAIN:REGEX)")
+    frac = info.get("split", {}).get("test_fraction", 0)
+    for d in info.get("domains", []):
+        if frac > 0 and not info["splits"]["test"].get(d, {}).get("count"):
+            lines.append(f"  WARNING: the {d} test split is empty (too few groups)")
     sk = info.get("inputs", {}).get("other_domains_skipped")
     if sk:
         lines.append(f"  skipped (not used by this task): {sk}")
