@@ -201,6 +201,9 @@ def _check_config(cfg: BuildConfig) -> Task:
         raise BuildError("need 0 <= dup_distance <= group_distance <= 64, got "
                          f"{cfg.dup_distance} and {cfg.group_distance}")
     _group_regexes(cfg)
+    info_path = os.path.join(cfg.output_dir, "dataset.json")
+    if os.path.exists(info_path) and not cfg.overwrite:  # fail before the slow part
+        raise BuildError(f"{info_path} exists; pass --overwrite to replace that dataset")
     return TASKS[cfg.task]
 
 

@@ -1,8 +1,9 @@
 """tf.data pipelines over face-record datasets for pix2pix and CycleGAN.
 
-Everything in the maps is plain TensorFlow (no `py_function`): decode, resize, random
-resize-crop jitter, horizontal flip (points move with the pixels, left and right eye swap, and so
-do their colours), then, per batch, the landmark layer (`translate.landmarks.render`).
+Everything in the maps is plain TensorFlow (no `py_function`), in one parallel map per
+example: parse, decode, random resize-crop jitter and horizontal flip as one `crop_and_resize`
+(points move with the pixels; left and right eye swap, and so do their colours), the landmark
+layer (`translate.landmarks.render`) and the conditioning planes; then batch and prefetch.
 
 pix2pix conditions (the three experiments of the original work), channels of `inputs`:
 
@@ -17,7 +18,12 @@ pix2pix conditions (the three experiments of the original work), channels of `in
 
 Images are float32 in [-1, 1] with static shapes [B, S, S, C] (B static with drop_remainder).
 Randomness (shuffle, crops, flips, jitter, noise) comes from `seed`: the same seed gives the same
-batches; with `repeat`, each epoch gets new draws (still a function of the seed).
+batches; each new pass (with `repeat`, or iterating the dataset again) gets new draws, still a
+function of the seed.
+
+Before reading, the dataset.json schema version is checked, and each shard's presence and byte
+size; with `verify=True` (default) every record is read once (CRC), so a truncated or corrupt
+shard fails at construction with a `records.ShardError` naming the file, not mid-training.
 """
 from __future__ import annotations
 
