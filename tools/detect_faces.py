@@ -18,6 +18,8 @@ import time
 
 from absl import app, flags
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import, also in workers
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_dir", None, "Folder of images, searched recursively (JPEG, PNG, WebP, BMP).")
 flags.DEFINE_enum("domain", None, ["photo", "anime"], "photo: MTCNN on real photos; anime: animeface.")
