@@ -1,8 +1,8 @@
 """tf.data pipelines over face-record datasets for pix2pix and CycleGAN.
 
 Everything in the maps is plain TensorFlow (no `py_function`), in one parallel map per
-example: parse, decode, random resize-crop jitter and horizontal flip as one `crop_and_resize`
-(points move with the pixels; left and right eye swap, and so do their colours), the landmark
+example: parse, decode, random resize-crop jitter and horizontal flip (points move with the
+pixels; left and right eye swap, and so do their colours), the landmark
 layer (`translate.landmarks.render`) and the conditioning planes; then batch and prefetch.
 
 pix2pix conditions (the three experiments of the original work), channels of `inputs`:
@@ -56,50 +56,36 @@ def augment(image: tf.Tensor, points: tf.Tensor, mask: tf.Tensor, colors: tf.Ten
             flip: bool = True) -> Tuple[tf.Tensor, ...]:
     """Random resize-crop jitter and horizontal flip, moving points (and eye names) with pixels.
 
-    Equivalent to pix2pix's "resize to load_size, random crop image_size, random flip", done as
-    one bilinear `crop_and_resize` (the flip is a box with x1 > x2), so the full load_size image
-    is never built. Crops larger than load_size are first shrunk with an antialiased resize.
-    Points are mapped through the very box that samples the pixels, so they stay on them.
+    pix2pix's jitter: resize to load_size (bilinear; antialiased when shrinking), random crop of
+    image_size, random horizontal flip. With pixel centres at (i + 0.5) / size, a resize leaves
+    normalised points unchanged, a crop at offset o maps u to (u * load - o) / size and a flip
+    maps x to 1 - x (and swaps the eyes, their colours too). Few, whole-image ops: in a tf.data
+    map the per-op overhead is a large part of the cost (one crop_and_resize was slower).
 
     image: [H, W, C] float (any size); points [5, 2] normalised; mask [5]; colors [4, 3];
     color_mask [4]; seed: int [2] for the stateless draws.
     Returns (image [S, S, C], points, mask, colors, color_mask).
     """
-    s = image_size
-    if s < 2:
-        raise ValueError("image_size must be >= 2")
-    seeds = tf.random.experimental.stateless_split(seed, 3)
-    big = tf.reduce_max(tf.shape(image)[:2]) > load_size
-    image = tf.cond(big, lambda: tf.image.resize(image, [load_size, load_size], antialias=True),
-                    lambda: image)
-    hw = tf.cast(tf.stack([tf.shape(image)[1], tf.shape(image)[0]]), tf.float32)  # (w, h)
-    if load_size > s:
-        offset = tf.random.stateless_uniform([2], seeds[0], 0, load_size - s + 1, dtype=tf.int32)
-    else:
-        offset = tf.zeros([2], tf.int32)
-    # Output pixel i samples the load grid at offset + i + 0.5, i.e. the source at pixel-index
-    # coordinate (offset + i + 0.5) * H / load - 0.5; keep the samples inside the source.
-    start = (tf.cast(offset, tf.float32) + 0.5) * hw / float(load_size) - 0.5
-    end = start + float(s - 1) * hw / float(load_size)
-    start = tf.clip_by_value(start, 0.0, hw - 1.0)
-    end = tf.clip_by_value(end, 0.0, hw - 1.0)
-    step = (end - start) / float(s - 1)
-    x0, x1 = start[0], end[0]
+    s, load = image_size, load_size
+    image, points, mask, colors, color_mask = (
+        tf.convert_to_tensor(t, tf.float32) for t in (image, points, mask, colors, color_mask))
+    big = tf.reduce_max(tf.shape(image)[:2]) > load
+    image = tf.cond(big, lambda: tf.image.resize(image, [load, load], antialias=True),
+                    lambda: tf.image.resize(image, [load, load]))
+    image = tf.ensure_shape(image, [load, load, image.shape[-1]])
+    r = tf.random.stateless_uniform([3], seed)
+    if load > s:
+        offset = tf.cast(r[:2] * float(load - s + 1), tf.int32)  # (x, y), in [0, load - s]
+        image = tf.slice(image, tf.stack([offset[1], offset[0], 0]), [s, s, -1])
+        points = (points * float(load) - tf.cast(offset, tf.float32)) / float(s)
     if flip:
-        do_flip = tf.random.stateless_uniform([], seeds[1]) < 0.5
-        x0, x1 = tf.where(do_flip, end[0], start[0]), tf.where(do_flip, start[0], end[0])
-    denom = tf.maximum(hw - 1.0, 1.0)
-    box = tf.stack([start[1] / denom[1], x0 / denom[0], end[1] / denom[1], x1 / denom[0]])
-    image = tf.image.crop_and_resize(image[None], box[None], [0], [s, s])[0]
-    # A point at normalised u is at source pixel coordinate u * H - 0.5, so at output index
-    # (u * H - 0.5 - start) / step, i.e. normalised (index + 0.5) / s.
-    points = ((points * hw - 0.5 - start) / step + 0.5) / float(s)
-    if flip:
-        f_points, f_mask = landmarks.flip_points(points, mask)
-        points = tf.where(do_flip, f_points, points)
-        mask = tf.where(do_flip, f_mask, mask)
-        colors = tf.where(do_flip, tf.gather(colors, COLOR_FLIP_ORDER), colors)
-        color_mask = tf.where(do_flip, tf.gather(color_mask, COLOR_FLIP_ORDER), color_mask)
+        def flipped():
+            f_points, f_mask = landmarks.flip_points(points, mask)
+            return (tf.reverse(image, axis=[1]), f_points, f_mask,
+                    tf.gather(colors, COLOR_FLIP_ORDER), tf.gather(color_mask, COLOR_FLIP_ORDER))
+
+        image, points, mask, colors, color_mask = tf.cond(
+            r[2] < 0.5, flipped, lambda: (image, points, mask, colors, color_mask))
     return image, points, mask, colors, color_mask
 
 
