@@ -28,8 +28,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from translate import builder  # noqa: E402  (no TensorFlow import until records are written)
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task", None, ["pix2pix", "cyclegan"], "What the dataset is for.")
+# One entry per builder.TASKS; a later `tags` task registers itself there (builder.register_task,
+# with tagnet's record writer) before this line and appears here without other changes.
+flags.DEFINE_enum("task", None, list(builder.TASKS), "What the dataset is for: " + "; ".join(
+    f"{t.name}: {t.description}" for t in builder.TASKS.values()) + ".")
 flags.DEFINE_multi_string("input", None, "faces.jsonl file(s) with crops; repeat the flag or "
                           "separate with commas.")
 flags.DEFINE_string("output_dir", None, "Dataset folder to write (shards + dataset.json).")
@@ -75,13 +80,12 @@ def main(argv):
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]}; inputs go in --input")
     if not FLAGS.task:
-        _fail("--task is required (pix2pix or cyclegan)")
+        _fail(f"--task is required ({' or '.join(builder.TASKS)})")
     if not FLAGS.input:
         _fail("--input is required (one or more faces.jsonl files)")
     if not FLAGS.output_dir:
         _fail("--output_dir is required")
 
-    from translate import builder
     from translate.faces import FaceFormatError, POINT_NAMES
 
     bad = [p for p in FLAGS.require_points if p not in POINT_NAMES]

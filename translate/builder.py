@@ -52,7 +52,7 @@ class Entry:
     jsonl: str
     crop_path: str
     index: int
-    image_bytes: bytes = b""
+    image_bytes: bytes = b""  # only for crops re-encoded as PNG; others are read when writing
     image_format: str = ""
     width: int = 0
     height: int = 0
@@ -281,6 +281,11 @@ def _label_for(entry: Entry, labels: Dict[str, str]) -> Optional[str]:
     return None
 
 
+def _file_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def _read_crop(entry: Entry) -> None:
     from PIL import Image, UnidentifiedImageError
 
@@ -293,7 +298,8 @@ def _read_crop(entry: Entry) -> None:
         raise BuildError(f"{entry.crop_path}: unreadable crop image ({e})") from None
     fmt = (img.format or "").upper()
     if fmt in ("JPEG", "PNG") and img.mode in ("RGB", "L"):
-        entry.image_bytes, entry.image_format = data, fmt.lower()
+        # stored as is; the bytes are read again when writing, so memory stays small
+        entry.image_bytes, entry.image_format = b"", fmt.lower()
     else:  # re-encode anything else (WebP, RGBA, palette, ...) as lossless RGB PNG
         buf = io.BytesIO()
         img.convert("RGB").save(buf, format="PNG")
