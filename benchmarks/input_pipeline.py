@@ -37,6 +37,12 @@ TRAIN_STEP_S = 1.4  # pix2pix U-Net-256 step on this CPU (tf-stack-notes §7: 1.
 
 
 # ----------------------------------------------------------------------------- baseline
+def _lowered(d, s):
+    """translate.landmarks._gauss in NumPy: a Gaussian lowered to reach 0 at TRUNCATE sigmas."""
+    from translate import landmarks as L
+    return np.maximum(np.exp(-d * d / (2 * s * s)) - L._E3, 0) / (1 - L._E3)
+
+
 def render_numpy(points, mask, size):
     """Straightforward NumPy rendering of translate.landmarks' layer (same look, exact lines)."""
     from translate import landmarks as L
@@ -49,8 +55,7 @@ def render_numpy(points, mask, size):
         if not mask[k]:
             continue
         dx, dy = xx - p[k, 0], yy - p[k, 1]
-        g = np.exp(-(dx * dx + dy * dy) / (2 * sp * sp))
-        g[(np.abs(dx) > L.TRUNCATE * sp) | (np.abs(dy) > L.TRUNCATE * sp)] = 0
+        g = _lowered(dx, sp) * _lowered(dy, sp)  # the renderer's truncated Gaussian profile
         blobs += L.POINT_VALUES[k] * g
         cover += g
     line = np.zeros((size, size), np.float32)
@@ -62,7 +67,7 @@ def render_numpy(points, mask, size):
         dx, dy = xx - p[a, 0], yy - p[a, 1]
         t = np.clip((dx * v[0] + dy * v[1]) / len2, 0, 1)
         d2 = (dx - t * v[0]) ** 2 + (dy - t * v[1]) ** 2
-        g = np.where(d2 <= (L.TRUNCATE * sl) ** 2, np.exp(-d2 / (2 * sl * sl)), 0)
+        g = _lowered(np.sqrt(d2), sl)
         np.maximum(line, g, out=line)
     out = blobs + L.LINE_VALUE * line * (1 - np.minimum(cover, 1))
     return np.clip(out, -1, 1)[..., None]
@@ -77,7 +82,7 @@ def render_numpy_matmul(points, mask, size):
     m = np.asarray(mask, np.float32)
 
     def g1(d, s):
-        return np.where(np.abs(d) <= L.TRUNCATE * s, np.exp(-d * d / (2 * s * s)), 0).astype(np.float32)
+        return _lowered(d, s).astype(np.float32)
 
     gx, gy = g1(c - p[:, :1], sp), g1(c - p[:, 1:], sp) * m[:, None]
     blobs = (gy * np.asarray(L.POINT_VALUES, np.float32)[:, None]).T @ gx

@@ -1,4 +1,5 @@
 """Builder: dedup, leak-free splits, keypoint filter, errors, dataset.json; record round trip."""
+import io
 import os
 import re
 import subprocess
@@ -113,8 +114,10 @@ def test_build_pix2pix_roundtrip_counts_and_labels(tmp_path):
     got = read_all(out, info)
     assert len(got) == 20
     per_split = {}
+    from PIL import Image
     for s, d, r in got:
         assert d == "anime" and r["domain"] == "anime"
+        assert r["format"] == "png" and Image.open(io.BytesIO(r["image"])).size == (64, 64)
         per_split.setdefault(r["group_id"], set()).add(s)
         assert r["point_mask"].tolist() == [1, 1, 1, 1, 1]
         assert np.all((r["points"] > 0) & (r["points"] < 1))
@@ -238,3 +241,18 @@ def test_cluster_needs_both_hash_and_thumbnail_agreement():
     assert dedup.cluster(hashes, 1) == [0, 0, 0, 3]  # hash alone
     assert dedup.cluster(hashes, 1, same, 0.97) == [0, 0, 0, 3]
     assert dedup.cluster(hashes, 1, t, 0.97) == [0, 1, 2, 3]  # same layout, different pictures
+
+
+def test_other_formats_are_reencoded_as_png(tmp_path):
+    from PIL import Image
+    jsonl = make_faces(str(tmp_path), 3, seed=21)
+    Image.open(tmp_path / "crops/img001.png").convert("RGBA").save(tmp_path / "crops/img001.png")
+    Image.open(tmp_path / "crops/img002.png").save(tmp_path / "crops/img002.webp")
+    text = open(jsonl).read().replace("crops/img002.png", "crops/img002.webp")
+    open(jsonl, "w").write(text)
+    info = builder.build(cfg(tmp_path, [jsonl], test_fraction=0.0), log=lambda s: None)
+    got = read_all(str(tmp_path / "out"), info)
+    assert len(got) == 3
+    for _, _, r in got:
+        img = Image.open(io.BytesIO(r["image"]))
+        assert img.format.lower() == r["format"] and img.mode == "RGB" and img.size == (64, 64)

@@ -74,7 +74,8 @@ def face_record(entry: Entry):
     from translate import records  # imports TensorFlow: only when writing
     crop = entry.face.crop
     return records.make_example(
-        image_bytes=entry.image_bytes, image_format=entry.image_format, height=entry.height,
+        image_bytes=entry.image_bytes or _file_bytes(entry.crop_path),
+        image_format=entry.image_format, height=entry.height,
         width=entry.width, points=crop.points, crop_size=float(crop.size), colors=entry.face.colors,
         domain=entry.face.domain, source_id=entry.face.source, group_id=entry.group)
 
