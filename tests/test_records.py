@@ -256,3 +256,27 @@ def test_other_formats_are_reencoded_as_png(tmp_path):
     for _, _, r in got:
         img = Image.open(io.BytesIO(r["image"]))
         assert img.format.lower() == r["format"] and img.mode == "RGB" and img.size == (64, 64)
+
+
+def test_split_by_image_reports_shared_groups(tmp_path):
+    jsonl = make_faces(str(tmp_path), 12, seed=22, sources=[f"P{i // 4}_{i:02d}.jpg" for i in range(12)])
+    info = builder.build(cfg(tmp_path, [jsonl], group_regex=r"^(.+)_\d+\.", split_by="image",
+                             test_fraction=0.5), log=lambda s: None)
+    assert info["split"]["split_by"] == "image" and info["counts"]["test"] == 6
+    assert info["groups"]["shared_between_splits"] >= 1  # the leaky split says so
+
+
+def test_mirrored_copy_is_a_duplicate(tmp_path):
+    from PIL import Image
+    from translate.faces import read_faces
+    jsonl = make_faces(str(tmp_path), 5, seed=23)
+    Image.open(tmp_path / "crops/img003.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
+        tmp_path / "crops/mirror.png")
+    face = list(read_faces(jsonl))[3]
+    face.source, face.crop.path = "mirror.jpg", "crops/mirror.png"
+    face.crop.points = {"left_eye": (64 - 1 - face.crop.points["right_eye"][0], face.crop.points["right_eye"][1]),
+                        "right_eye": (64 - 1 - face.crop.points["left_eye"][0], face.crop.points["left_eye"][1])}
+    with open(jsonl, "a") as f:
+        f.write(face.to_line())
+    info = builder.build(cfg(tmp_path, [jsonl], test_fraction=0.4), log=lambda s: None)
+    assert info["rejects"]["duplicate"] == 1 and info["counts"]["total"] == 5

@@ -58,6 +58,8 @@ class Entry:
     height: int = 0
     phash: int = 0
     thumb: Optional[object] = None  # dedup.thumbnail vector
+    mirror_phash: int = 0  # the same, of the left-right mirror image
+    mirror_thumb: Optional[object] = None
     group: str = ""
 
 
@@ -308,6 +310,9 @@ def _read_crop(entry: Entry) -> None:
     entry.width, entry.height = img.size
     entry.phash = dedup.phash(img)
     entry.thumb = dedup.thumbnail(img)
+    flipped = dedup.mirrored(img)
+    entry.mirror_phash = dedup.phash(flipped)
+    entry.mirror_thumb = dedup.thumbnail(flipped)
 
 
 def _progress(it, total, desc, enabled):
@@ -325,9 +330,15 @@ def _largest_groups(entries: List[Entry], domains: Sequence[str]) -> Dict[str, i
     return out
 
 
-def _thumbs(entries: List[Entry]):
+def _cluster(entries: List[Entry], max_distance: int, min_corr: float) -> List[int]:
+    """Clusters by phash + thumbnail, each crop also compared with the others' mirror images."""
     import numpy as np
-    return np.stack([e.thumb for e in entries]) if entries else None
+    if not entries:
+        return []
+    return dedup.cluster([e.phash for e in entries], max_distance,
+                         np.stack([e.thumb for e in entries]), min_corr,
+                         mirror_hashes=[e.mirror_phash for e in entries],
+                         mirror_thumbs=np.stack([e.mirror_thumb for e in entries]))
 
 
 class _UnionFind:
@@ -396,7 +407,7 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
     kept = []
     for d in task.domains:
         dom = [e for e in entries if e.face.domain == d]
-        labels_d = dedup.cluster([e.phash for e in dom], cfg.dup_distance, _thumbs(dom), cfg.dup_min_corr)
+        labels_d = _cluster(dom, cfg.dup_distance, cfg.dup_min_corr)
         clusters: Dict[int, List[Entry]] = {}
         for e, lab in zip(dom, labels_d):
             clusters.setdefault(lab, []).append(e)
@@ -433,7 +444,7 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
     near_links = 0
     for d in task.domains:
         dom = [e for e in entries if e.face.domain == d]
-        labs = dedup.cluster([e.phash for e in dom], cfg.group_distance, _thumbs(dom), cfg.group_min_corr)
+        labs = _cluster(dom, cfg.group_distance, cfg.group_min_corr)
         first: Dict[int, Entry] = {}
         for e, lab in zip(dom, labs):
             if lab in first:

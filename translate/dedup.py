@@ -12,6 +12,9 @@ thumbnail (16x16 RGB, mean-removed, unit norm; correlation is invariant to brigh
 contrast): re-encoded copies correlate at >= 0.999, while different faces stayed below 0.94 on
 the synthetic set and below 0.89 on the shared anime and photo sets.
 
+Mirror images count as copies (training flips faces, so a mirrored copy in the test split is a
+leak): the builder also compares each crop with the others' left-right mirrors.
+
 Two criteria are used by the builder:
 
 * same picture: phash distance <= `dup_distance` and correlation >= `dup_min_corr`; each
@@ -69,17 +72,30 @@ def distance_matrix(hashes: Sequence[int]) -> np.ndarray:
     return np.bitwise_count(h[:, None] ^ h[None, :]).astype(np.uint8)
 
 
+def mirrored(image):
+    """The PIL image flipped left-right (mirror copies are duplicates too: training flips)."""
+    from PIL import Image
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+
 def cluster(hashes: Sequence[int], max_distance: int, thumbs: Optional[np.ndarray] = None,
-            min_corr: float = -1.0, block: int = 1024) -> List[int]:
+            min_corr: float = -1.0, block: int = 1024,
+            mirror_hashes: Optional[Sequence[int]] = None,
+            mirror_thumbs: Optional[np.ndarray] = None) -> List[int]:
     """Single-link clusters of hashes within `max_distance` bits (and, with `thumbs` [n, k] from
     `thumbnail`, thumbnail correlation >= `min_corr`); returns a label per item.
 
-    Labels are the index of the cluster's first member, so they are deterministic for a given
-    input order. Memory is O(block * n).
+    With `mirror_hashes` (and `mirror_thumbs`) of the left-right flipped images, an item also
+    matches the mirror image of another. Labels are the index of the cluster's first member, so
+    they are deterministic for a given input order. Memory is O(block * n).
     """
     n = len(hashes)
     h = np.asarray([int(x) for x in hashes], dtype=np.uint64)
     parent = list(range(n))
+    variants = [(h, thumbs)]
+    if mirror_hashes is not None:
+        variants.append((np.asarray([int(x) for x in mirror_hashes], dtype=np.uint64),
+                         mirror_thumbs if mirror_thumbs is not None else thumbs))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -88,17 +104,18 @@ def cluster(hashes: Sequence[int], max_distance: int, thumbs: Optional[np.ndarra
         return i
 
     for start in range(0, n, block):
-        d = np.bitwise_count(h[start:start + block, None] ^ h[None, :])
-        rows, cols = np.nonzero(d <= max_distance)
-        for r, c in zip(rows.tolist(), cols.tolist()):
-            i, j = start + r, c
-            if j <= i:
-                continue
-            if thumbs is not None and float(thumbs[i] @ thumbs[j]) < min_corr:
-                continue
-            ri, rj = find(i), find(j)
-            if ri != rj:
-                parent[max(ri, rj)] = min(ri, rj)
+        for other_h, other_t in variants:
+            d = np.bitwise_count(h[start:start + block, None] ^ other_h[None, :])
+            rows, cols = np.nonzero(d <= max_distance)
+            for r, j in zip(rows.tolist(), cols.tolist()):
+                i = start + r
+                if j == i:
+                    continue
+                if thumbs is not None and float(thumbs[i] @ other_t[j]) < min_corr:
+                    continue
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
     return [find(i) for i in range(n)]
 
 
