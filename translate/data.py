@@ -133,6 +133,9 @@ def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size:
 def condition_planes(colors: tf.Tensor, color_mask: tf.Tensor, image_size: int) -> tf.Tensor:
     """[..., 4, 3] colours in [0, 1] -> [..., S, S, 12] constant planes in [-1, 1] (missing: 0)."""
     c = (colors * 2.0 - 1.0) * color_mask[..., None]
+    if c.shape.rank == 2:  # one example: tile a row, then whole rows (cheaper than broadcast_to)
+        row = tf.tile(tf.reshape(c, [1, 1, 12]), [1, image_size, 1])
+        return tf.tile(row, [image_size, 1, 1])
     lead = tf.shape(c)[:-2]
     c = tf.reshape(c, tf.concat([lead, [1, 1, 12]], 0))
     return tf.broadcast_to(c, tf.concat([lead, [image_size, image_size, 12]], 0))
