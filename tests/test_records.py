@@ -280,3 +280,25 @@ def test_mirrored_copy_is_a_duplicate(tmp_path):
         f.write(face.to_line())
     info = builder.build(cfg(tmp_path, [jsonl], test_fraction=0.4), log=lambda s: None)
     assert info["rejects"]["duplicate"] == 1 and info["counts"]["total"] == 5
+
+
+def _cli(*args, timeout=180):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tools/build_tfrecords.py"), *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def test_cli_help_and_build(tmp_path):
+    r = _cli("--help")
+    assert "--task" in r.stdout and "--test_fraction" in r.stdout and "Traceback" not in r.stderr  # absl exits 1
+    a = make_faces(str(tmp_path / "a"), 6, seed=31)
+    p = make_faces(str(tmp_path / "p"), 6, domain="photo", seed=32, sources=[f"P{i // 2}_{i}.jpg" for i in range(6)])
+    out = tmp_path / "ds"
+    r = _cli("--task=cyclegan", f"--input={a},{p}", f"--output_dir={out}", "--group_regex=photo:^(.+)_\\d+\\.",
+             "--test_fraction=0.34", "--num_shards=2", "--noprogress")
+    assert r.returncode == 0, r.stderr
+    assert "train" in r.stdout and "rejected: none" in r.stdout
+    info = records.read_info(str(out), "cyclegan")
+    assert info["counts"]["total"] == 12 and info["groups"]["source"] == "group_regex"
+    assert info["command"].startswith("python ") and "--task=cyclegan" in info["command"]
+    assert info["splits"]["test"]["photo"]["groups"] == 1  # one person of three, both photos
