@@ -16,7 +16,8 @@ pix2pix conditions (the three experiments of the original work), channels of `in
   net cannot map an exact attribute tuple to one memorised picture. Jitter and noise are seeded
   and drawn for every split (they are part of the condition, not augmentation).
 
-Images are float32 in [-1, 1] with static shapes [B, S, S, C] (B static with drop_remainder).
+Images are float32 in [-1, 1] with static shapes [B, S, S, C] (B static with batch_size 1 or
+drop_remainder).
 Randomness (shuffle, crops, flips, jitter, noise) comes from `seed`: the same seed gives the same
 batches; each new pass (with `repeat`, or iterating the dataset again) gets new draws, still a
 function of the seed.
@@ -130,6 +131,15 @@ def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size:
     return ds.map(parse, num_parallel_calls=num_parallel_calls, deterministic=True), count
 
 
+def _batch(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool, num_parallel_calls):
+    """Batches pairs; batch 1 (the GAN default) is a free reshape with a static batch dimension,
+    where `batch` would copy every example once more."""
+    if batch_size == 1:
+        return ds.map(lambda a, b: (a[None], b[None]))
+    return ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls,
+                    deterministic=True)
+
+
 def condition_planes(colors: tf.Tensor, color_mask: tf.Tensor, image_size: int) -> tf.Tensor:
     """[..., 4, 3] colours in [0, 1] -> [..., S, S, 12] constant planes in [-1, 1] (missing: 0)."""
     c = (colors * 2.0 - 1.0) * color_mask[..., None]
@@ -176,9 +186,7 @@ def pix2pix_dataset(dataset_dir: str, split: str = "train", condition: str = "ke
 
     ds, _ = _examples(dataset_dir, split, "anime", info, image_size, augment, seed, shuffle,
                       shuffle_buffer, repeat, load_size, verify, num_parallel_calls, finish=to_pair)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls,
-                  deterministic=True)
-    return ds.prefetch(AUTOTUNE)
+    return _batch(ds, batch_size, drop_remainder, num_parallel_calls).prefetch(AUTOTUNE)
 
 
 def cyclegan_dataset(dataset_dir: str, split: str = "train", image_size: int = 256,
@@ -206,9 +214,7 @@ def cyclegan_dataset(dataset_dir: str, split: str = "train", image_size: int = 2
                                shuffle, shuffle_buffer, True, load_size, verify, num_parallel_calls,
                                finish=one)
     ds = tf.data.Dataset.zip((photo, anime)).take(max(n_photo, n_anime))
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls,
-                  deterministic=True)
-    return ds.prefetch(AUTOTUNE)
+    return _batch(ds, batch_size, drop_remainder, num_parallel_calls).prefetch(AUTOTUNE)
 
 
 def element_spec_summary(ds: tf.data.Dataset) -> Dict[str, str]:
