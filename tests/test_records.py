@@ -155,9 +155,14 @@ def test_keypoint_filter_reasons():
     assert f.check({k: v for k, v in good.items() if k != "left_eye"}, 64) == "missing_left_eye"
     assert f.check({**good, "left_eye": (50, 26), "right_eye": (14, 26)}, 64) == "eyes_swapped"
     assert f.check({**good, "chin": (32, 90)}, 64) == "point_outside_crop"
-    # face outline larger than the drawn face: chin 2.5 eye distances below the eyes
-    double_jaw = {**good, "left_eye": (26, 14), "right_eye": (38, 14), "chin": (32, 48)}
-    assert f.check(double_jaw, 64, "anime") == "chin_too_low"
+    # face outline larger than the drawn face: the chin 2.4x as deep as the mouth ("double jaw")
+    assert f.check({**good, "chin": (32, 70)}, 100, "anime") == "chin_too_low"
+    assert f.check({**good, "chin": (32, 46)}, 64) == "chin_too_high"
+    # a long face in eye distances (or a strongly turned head) but chin/mouth fine
+    long_face = {**good, "left_eye": (26, 14), "right_eye": (38, 14), "nose": (32, 30),
+                 "mouth": (32, 38), "chin": (32, 54)}
+    assert f.check(long_face, 64, "anime") == "face_too_long"
+    assert f.check(long_face, 64, "photo") is None
     assert f.check({**good, "nose": (32, 50), "mouth": (32, 40)}, 64) == "point_order"
     assert f.check({**good, "chin": (54, 55)}, 64) == "chin_off_axis"
     assert f.check({"left_eye": (31, 26), "right_eye": (33, 26)}, 64) == "eye_distance"

@@ -101,25 +101,28 @@ register_task(Task("cyclegan", ("photo", "anime"), face_record,
 class KeypointFilter:
     """Plausibility of a face's keypoints in its crop. All distances are in crop pixels.
 
-    Along the face's own axes (x from left to right eye, y perpendicular, pointing down), in units
-    of the eye distance: nose, mouth and chin must lie below the eyes in that order, and the chin
-    at most `max_chin_ratio` below the eye line (`max_chin_ratio_anime` for anime faces, whose eyes
-    are set wider). A chin far below the drawn face (the face outline larger than the face: the
-    cause of the "double jaw" outputs) fails that test.
+    Along the face's own axes (x from left to right eye, y perpendicular, pointing down), nose,
+    mouth and chin must lie below the eyes in that order. The "double jaw" case (a face outline
+    larger than the drawn face puts the chin far below the real jaw) is caught by comparing how
+    far below the eye line the chin and the mouth are: that ratio does not change when the head
+    turns, unlike ratios to the eye distance, which grow as the eyes foreshorten.
 
-    Default limits: on the 300 Udacity photos with 68-point ground truth (eyes = centres of the
-    eye contours, chin = point 8) the chin ratio is 1.36-3.21 (median 1.86, 99th percentile 2.49)
-    and the sideways chin offset at most 0.68; typical anime proportions put the chin at about
-    1.2-1.6 eye distances below the eyes.
+    Default limits, from the 300 Udacity photos with 68-point ground truth (eyes = centres of the
+    eye contours, mouth = mean of the mouth points, chin = point 8): chin/mouth depth ratio
+    1.42-2.06 (median 1.66); chin depth in eye distances 1.36-3.21 (median 1.86; the largest are
+    three-quarter views); sideways chin offset at most 0.68 eye distances. Synthetic anime faces:
+    chin/mouth 1.56, chin depth 1.04-1.43 eye distances.
     """
 
     required: Tuple[str, ...] = ("left_eye", "right_eye")
     max_outside: float = 0.05  # how far (fraction of crop size) a point may sit outside the crop
     min_eye_distance: float = 0.10  # eye distance / crop size
     max_eye_distance: float = 0.70
-    min_chin_ratio: float = 0.8  # (eye line -> chin) / eye distance
-    max_chin_ratio: float = 2.8
-    max_chin_ratio_anime: float = 2.2
+    min_chin_mouth_ratio: float = 1.15  # chin depth / mouth depth (below the eye line)
+    max_chin_mouth_ratio: float = 2.3
+    min_chin_ratio: float = 0.8  # chin depth / eye distance
+    max_chin_ratio: float = 3.5
+    max_chin_ratio_anime: float = 2.6
     max_chin_offset: float = 0.75  # |sideways chin offset from the eye midpoint| / eye distance
 
     def check(self, points: Dict[str, Tuple[float, float]], size: float, domain: str = "photo") -> Optional[str]:
@@ -129,7 +132,7 @@ class KeypointFilter:
                 return f"missing_{name}"
         lo, hi = -self.max_outside * size, (1.0 + self.max_outside) * size
         for x, y in points.values():
-            if not (lo <= x <= hi and lo <= y <= hi) or math.isnan(x) or math.isnan(y):
+            if math.isnan(x) or math.isnan(y) or not (lo <= x <= hi and lo <= y <= hi):
                 return "point_outside_crop"
         if "left_eye" not in points or "right_eye" not in points:
             return None
@@ -147,18 +150,24 @@ class KeypointFilter:
             dx, dy = p[0] - mx, p[1] - my
             return (dx * ux + dy * uy) / dist, (-dx * uy + dy * ux) / dist
 
-        down = [(n, axes(points[n])[1]) for n in ("nose", "mouth", "chin") if n in points]
+        depth = {n: axes(points[n])[1] for n in ("nose", "mouth", "chin") if n in points}
         last = 0.0
-        for _, d in down:
+        for d in depth.values():
             if d <= last:
                 return "point_order"
             last = d
         if "chin" in points:
             side, d = axes(points["chin"])
+            if "mouth" in depth:
+                ratio = d / depth["mouth"]
+                if ratio > self.max_chin_mouth_ratio:
+                    return "chin_too_low"
+                if ratio < self.min_chin_mouth_ratio:
+                    return "chin_too_high"
             if d > (self.max_chin_ratio_anime if domain == "anime" else self.max_chin_ratio):
-                return "chin_too_low"
+                return "face_too_long"
             if d < self.min_chin_ratio:
-                return "chin_too_high"
+                return "face_too_short"
             if abs(side) > self.max_chin_offset:
                 return "chin_off_axis"
         return None
