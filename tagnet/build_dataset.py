@@ -1,0 +1,96 @@
+"""Builds a tagnet dataset (Tag records + tags.txt + dataset.json).
+
+  # a CSV of `file,tags` (space-separated tags), images relative to the CSV's folder
+  python tagnet/build_dataset.py --csv=labels.csv --output_dir=data/tags
+  # folders of classes (single-label)
+  python tagnet/build_dataset.py --class_dir=faces/ --output_dir=data/classes
+  # Danbooru20xx metadata (JSON lines) with images in 0NNN/ID.ext folders
+  python tagnet/build_dataset.py --danbooru_metadata=metadata/ --image_root=512px/ \
+      --max_tags=1000 --min_tag_count=20 --categories=general,character,rating --output_dir=data/dan
+"""
+if __package__ in (None, ""):  # `python tagnet/build_dataset.py`: import the package, not siblings
+    import os as _os, sys as _sys
+    _sys.path[0] = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+
+import json
+import sys
+
+from absl import flags
+
+from tagnet import cli
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("csv", None, "CSV of `file,tags[,group]` rows (space-separated tags).")
+flags.DEFINE_string("class_dir", None, "Folder of class folders: ROOT/<class>/<image> (single-label).")
+flags.DEFINE_list("danbooru_metadata", None, "Danbooru JSON-lines metadata file(s) or folder(s).")
+flags.DEFINE_string("image_root", None, "Image folder (CSV: default the CSV's folder; Danbooru: the "
+                    "folder holding 0000/ ... 0999/).")
+flags.DEFINE_string("output_dir", None, "Empty folder to write the dataset into.")
+flags.DEFINE_enum("task", "auto", ["auto", "multi_label", "single_label"],
+                  "auto: single_label for --class_dir, multi_label otherwise.")
+flags.DEFINE_integer("image_size", 224, "Images are padded to square on white and resized to this once.")
+flags.DEFINE_integer("max_tags", 0, "Keep the N most frequent tags (0 = all that pass --min_tag_count).")
+flags.DEFINE_integer("min_tag_count", 1, "Drop tags on fewer images than this.")
+flags.DEFINE_list("categories", ["general", "character", "copyright", "rating"],
+                  "Danbooru tag categories to keep: general, character, copyright, artist, meta, rating.")
+flags.DEFINE_list("ratings", None, "Danbooru: keep only posts with these ratings (e.g. s,g).")
+flags.DEFINE_float("validation_fraction", 0.1, "Share of groups held out for validation.")
+flags.DEFINE_string("group_pattern", None, "CSV: regex on the file name whose first group names the "
+                    "group (e.g. '^(.*)-\\d+\\.jpg$' keeps crops of one artwork together).")
+flags.DEFINE_boolean("keep_untagged", False, "Keep images none of whose tags is in the vocabulary.")
+flags.DEFINE_integer("examples_per_shard", 1024, "Examples per TFRecord shard.")
+flags.DEFINE_integer("num_workers", 2, "Threads decoding and resizing images.")
+flags.DEFINE_integer("limit", 0, "Danbooru: stop after this many posts with images (0 = all).")
+flags.DEFINE_integer("seed", 0, "Seed of the split and shuffling.")
+flags.DEFINE_boolean("progress", True, "Show progress bars.")
+
+
+def main(argv):
+    from tagnet import build
+    if len(argv) > 1:
+        raise cli.TagnetError(f"unexpected arguments: {' '.join(argv[1:])}")
+    sources = [n for n in ("csv", "class_dir", "danbooru_metadata") if FLAGS[n].value]
+    if len(sources) != 1:
+        raise cli.TagnetError("give exactly one source: --csv, --class_dir or --danbooru_metadata")
+    if not FLAGS.output_dir:
+        raise cli.TagnetError("--output_dir is required")
+    categories = []
+    if FLAGS.csv:
+        items, report = build.items_from_csv(FLAGS.csv, FLAGS.image_root, FLAGS.group_pattern)
+        task, source = "multi_label", f"csv:{FLAGS.csv}"
+    elif FLAGS.class_dir:
+        items, report = build.items_from_class_folders(FLAGS.class_dir)
+        task, source = "single_label", f"folders:{FLAGS.class_dir}"
+    else:
+        if not FLAGS.image_root:
+            raise cli.TagnetError("--danbooru_metadata needs --image_root")
+        categories = FLAGS.categories
+        items, report = build.items_from_danbooru(FLAGS.danbooru_metadata, FLAGS.image_root,
+                                                  categories, FLAGS.ratings, FLAGS.limit or None)
+        task, source = "multi_label", f"danbooru:{','.join(FLAGS.danbooru_metadata)}"
+    if FLAGS.task != "auto":
+        task = FLAGS.task
+    print(f"source: {report.rows} records, {len(items)} images found, {report.missing} missing"
+          + (f" (e.g. {report.missing_examples[0]})" if report.missing else "")
+          + (f", {report.skipped} skipped" if report.skipped else ""))
+    summary = build.write_dataset(
+        items, FLAGS.output_dir, task=task, image_size=FLAGS.image_size, max_tags=FLAGS.max_tags,
+        min_tag_count=FLAGS.min_tag_count, validation_fraction=FLAGS.validation_fraction,
+        seed=FLAGS.seed, examples_per_shard=FLAGS.examples_per_shard,
+        keep_untagged=FLAGS.keep_untagged, num_workers=FLAGS.num_workers,
+        progress=FLAGS.progress, categories=categories, source=source, command=sys.argv)
+    print(f"wrote {summary['train']} train + {summary['validation']} validation examples, "
+          f"{summary['num_tags']} tags ({task}), {summary['groups']} groups -> {FLAGS.output_dir}")
+    for key in ("dropped_untagged", "dropped_not_single_label", "unreadable"):
+        if summary[key]:
+            print(f"  {key.replace('_', ' ')}: {summary[key]}")
+    if summary["unreadable_examples"]:
+        print("  e.g. " + "; ".join(summary["unreadable_examples"]))
+    if summary["tags_without_validation_example"]:
+        print(f"  tags with no validation example: {summary['tags_without_validation_example']}")
+    print("  top tags: " + ", ".join(f"{t} ({c})" for t, c in summary["top_tags"]))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("top_tags", "unreadable_examples")}))
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,120 @@
+"""A trained tagger on disk: what predict and evaluate load.
+
+  tagnet.json        format version, backbone, image size, activation, task, tags, training step,
+                     validation metrics, library versions
+  model.weights.h5   Keras weights (rebuilt through the backbone registry, so loading does not
+                     depend on pickled Python or on the Keras version that wrote a full model file)
+  tags.txt           the vocabulary (same format as a dataset's)
+  thresholds.json    optional: global and per-tag thresholds (written by training on validation
+                     data and by tagnet/evaluate.py)
+
+A training directory holds `best/` (best validation mAP) and `model/` (last step); passing the
+training directory picks `best/`, then `model/`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from tagnet import records
+
+FORMAT_VERSION = 1
+CONFIG = "tagnet.json"
+WEIGHTS = "model.weights.h5"
+THRESHOLDS = "thresholds.json"
+
+
+class ModelDirError(ValueError):
+    pass
+
+
+def write_config(path: str, *, backbone: str, image_size: int, tags: List[str], activation: str,
+                 task: str, step: int = 0, metrics: Optional[Dict] = None,
+                 dataset_dir: str = "", extra: Optional[Dict] = None) -> Dict:
+    import keras
+    import tensorflow as tf
+    cfg = {"format_version": FORMAT_VERSION, "backbone": backbone, "image_size": int(image_size),
+           "activation": activation, "task": task, "num_tags": len(tags), "tags": list(tags),
+           "step": int(step), "metrics": metrics or {}, "dataset_dir": dataset_dir,
+           "keras_version": keras.__version__, "tensorflow_version": tf.__version__}
+    if extra:
+        cfg.update(extra)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=1)
+    os.replace(tmp, path)
+    return cfg
+
+
+def save(model, out_dir: str, **config) -> Dict:
+    """Writes weights, tagnet.json and tags.txt atomically enough for a reader (tmp + rename)."""
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = os.path.join(out_dir, "tmp." + WEIGHTS)
+    model.save_weights(tmp)
+    os.replace(tmp, os.path.join(out_dir, WEIGHTS))
+    tags = config["tags"]
+    records.write_vocabulary(os.path.join(out_dir, records.TAGS_TXT), tags,
+                             config.pop("tag_counts", None) or [0] * len(tags))
+    return write_config(os.path.join(out_dir, CONFIG), **config)
+
+
+def resolve(path: str) -> str:
+    """A model folder, or a training folder (-> its best/ or model/)."""
+    if not path or not os.path.isdir(path):
+        raise ModelDirError(f"model directory {path!r} does not exist")
+    if os.path.isfile(os.path.join(path, CONFIG)) and os.path.isfile(os.path.join(path, WEIGHTS)):
+        return path
+    for sub in ("best", "model"):
+        p = os.path.join(path, sub)
+        if os.path.isfile(os.path.join(p, CONFIG)) and os.path.isfile(os.path.join(p, WEIGHTS)):
+            return p
+    raise ModelDirError(f"{path} holds no trained tagger ({CONFIG} + {WEIGHTS}, or best/ or model/ "
+                        f"with them); train one with tagnet/train.py")
+
+
+def read_config(model_dir: str) -> Dict:
+    with open(os.path.join(model_dir, CONFIG), encoding="utf-8") as f:
+        cfg = json.load(f)
+    if cfg.get("format_version") != FORMAT_VERSION:
+        raise ModelDirError(f"{model_dir}: format version {cfg.get('format_version')} is not "
+                            f"{FORMAT_VERSION}")
+    return cfg
+
+
+def load(path: str):
+    """-> (keras model, config). The model outputs logits; apply cfg['activation']."""
+    from tagnet import backbones
+    model_dir = resolve(path)
+    cfg = read_config(model_dir)
+    model = backbones.build_model(cfg["backbone"], cfg["num_tags"], cfg["image_size"], weights=None,
+                                  dropout=cfg.get("dropout", 0.0))
+    try:
+        model.load_weights(os.path.join(model_dir, WEIGHTS))
+    except Exception as e:  # noqa: BLE001 - report any loader failure in one line
+        raise ModelDirError(f"{model_dir}: weights do not fit a {cfg['backbone']} with "
+                            f"{cfg['num_tags']} tags ({type(e).__name__}: {e})") from None
+    cfg["model_dir"] = model_dir
+    return model, cfg
+
+
+def save_thresholds(model_dir: str, global_threshold: float, per_tag: np.ndarray, tags: List[str],
+                    source: str) -> str:
+    path = os.path.join(model_dir, THRESHOLDS)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"global": float(global_threshold), "source": source,
+                   "per_tag": {t: float(v) for t, v in zip(tags, per_tag)}}, f, indent=1)
+    return path
+
+
+def load_thresholds(model_dir: str, tags: List[str]) -> Optional[Dict]:
+    path = os.path.join(model_dir, THRESHOLDS)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        th = json.load(f)
+    g = float(th.get("global", 0.5))
+    per = np.array([float(th.get("per_tag", {}).get(t, g)) for t in tags])
+    return {"global": g, "per_tag": per, "source": th.get("source", "")}

@@ -1,0 +1,62 @@
+"""Tags images with a trained tagger.
+
+  python tagnet/predict.py --model_dir=RUN --input=IMAGE_OR_DIR [--threshold=0.35 | --per_tag]
+      [--output=tags.jsonl] [--top_k=0]
+
+Writes one JSON object per image: {"file", "tags": {tag: score, ...}} (tags above the threshold,
+highest first). Threshold: --threshold if given; otherwise the per-tag thresholds saved with the
+model (thresholds.json from training or evaluate.py --save_thresholds) with --per_tag (default),
+else their global threshold; 0.5 for sigmoid models that have none. Single-label (softmax) models
+report the --top_k (default 1) best classes.
+"""
+if __package__ in (None, ""):  # `python tagnet/predict.py`: import the package, not siblings
+    import os as _os, sys as _sys
+    _sys.path[0] = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+
+import json
+import os
+import sys
+
+from absl import flags
+
+from tagnet import cli
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "A trained model folder, or a training folder (uses best/).")
+flags.DEFINE_string("input", None, "An image file or a folder of images (searched recursively).")
+flags.DEFINE_string("output", None, "JSON-lines file to write (default: stdout).")
+flags.DEFINE_float("threshold", None, "One threshold for every tag (overrides saved thresholds).")
+flags.DEFINE_boolean("per_tag", True, "Use the saved per-tag thresholds when there are some.")
+flags.DEFINE_integer("top_k", 0, "Also keep the k best tags whatever their score (softmax: default 1).")
+flags.DEFINE_integer("batch_size", 16, "Batch size.")
+flags.DEFINE_boolean("progress", True, "Progress bar (when writing to --output).")
+
+
+def main(argv):
+    from tagnet import predicting
+    if len(argv) > 1:
+        raise cli.TagnetError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.model_dir or not FLAGS.input:
+        raise cli.TagnetError("--model_dir and --input are required")
+    tagger = predicting.Tagger(FLAGS.model_dir, threshold=FLAGS.threshold, per_tag=FLAGS.per_tag,
+                               top_k=FLAGS.top_k)
+    files = predicting.list_images(FLAGS.input)
+    print(f"{len(files)} image(s); {tagger.describe_threshold()}", file=sys.stderr)
+    out = open(FLAGS.output, "w", encoding="utf-8") if FLAGS.output else sys.stdout
+    n_bad = 0
+    try:
+        for rec in tagger.tag_files(files, FLAGS.batch_size,
+                                    progress=FLAGS.progress and bool(FLAGS.output)):
+            if "error" in rec:
+                n_bad += 1
+            rec["file"] = os.path.relpath(rec["file"], FLAGS.input) if os.path.isdir(FLAGS.input) else rec["file"]
+            out.write(json.dumps(rec) + "\n")
+    finally:
+        if FLAGS.output:
+            out.close()
+    if n_bad:
+        print(f"{n_bad} image(s) could not be read (see their 'error')", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    cli.run(main)
