@@ -246,6 +246,10 @@ def test_cluster_needs_both_hash_and_thumbnail_agreement():
     assert dedup.cluster(hashes, 1) == [0, 0, 0, 3]  # hash alone
     assert dedup.cluster(hashes, 1, same, 0.97) == [0, 0, 0, 3]
     assert dedup.cluster(hashes, 1, t, 0.97) == [0, 1, 2, 3]  # same layout, different pictures
+    # same light/dark layout (correlation 1) but other colours: not the same picture
+    raw = np.stack([t[0] * 40 + 100, t[0] * 40 + 100, t[0] * 40 + 130, t[3] * 40 + 100])
+    assert dedup.cluster(hashes, 1, raw, 0.97) == [0, 0, 0, 3]
+    assert dedup.cluster(hashes, 1, raw, 0.97, max_color_diff=6.0) == [0, 0, 2, 3]
 
 
 def test_other_formats_are_reencoded_as_png(tmp_path):

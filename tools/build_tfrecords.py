@@ -54,6 +54,8 @@ flags.DEFINE_integer("dup_distance", 4, "Perceptual-hash distance (bits of 64) a
                      "two crops are the same picture (with --dup_min_corr); only one is kept.")
 flags.DEFINE_float("dup_min_corr", 0.97, "Minimum 16x16 colour-thumbnail correlation for the same "
                    "picture (re-encoded copies: >= 0.999).")
+flags.DEFINE_float("dup_max_color_diff", 6.0, "Maximum mean absolute difference (0-255 levels) of "
+                   "the 16x16 colour thumbnails for the same picture (JPEG re-encodes: <= 3).")
 flags.DEFINE_integer("group_distance", 10, "Perceptual-hash distance at or below which crops are "
                      "near-duplicates (with --group_min_corr): kept, but forced into the same split.")
 flags.DEFINE_float("group_min_corr", 0.90, "Minimum thumbnail correlation for near-duplicates.")
@@ -109,6 +111,7 @@ def main(argv):
         group_regex=group_regex or None, test_fraction=FLAGS.test_fraction, split_by=FLAGS.split_by,
         seed=FLAGS.seed, num_shards=FLAGS.num_shards, dup_distance=FLAGS.dup_distance,
         group_distance=FLAGS.group_distance, dup_min_corr=FLAGS.dup_min_corr,
+        dup_max_color_diff=FLAGS.dup_max_color_diff,
         group_min_corr=FLAGS.group_min_corr,
         keypoint_filter=builder.KeypointFilter(
             required=tuple(FLAGS.require_points), max_outside=FLAGS.max_outside,

@@ -6,8 +6,9 @@ Library behind `tools/build_tfrecords.py` (plain arguments, no flags). Steps, in
 2. drop faces without a crop, check every crop file exists (error listing the missing ones);
 3. drop faces whose keypoints are implausible for their crop (`KeypointFilter`, counted per
    reason);
-4. read each crop, its perceptual hash and colour thumbnail; collapse same-picture duplicates
-   (`dup_distance`, `dup_min_corr`; see translate/dedup.py);
+4. read each crop, its perceptual hash and colour thumbnail (and those of its mirror image);
+   collapse same-picture duplicates (`dup_distance`, `dup_min_corr`, `dup_max_color_diff`; see
+   translate/dedup.py);
 5. give each face a group: the `labels` CSV (character / person), else `group_regex` on the
    source file name, else the source picture; then union groups joined by near-duplicates
    (`group_distance`, `group_min_corr`), so no identity or near-copy can straddle the split;
@@ -188,6 +189,7 @@ class BuildConfig:
     dup_distance: int = 4
     group_distance: int = 10
     dup_min_corr: float = 0.97
+    dup_max_color_diff: float = 6.0  # mean |thumbnail difference|, 0-255 levels
     group_min_corr: float = 0.90
     keypoint_filter: KeypointFilter = dataclasses.field(default_factory=KeypointFilter)
     overwrite: bool = False
@@ -339,7 +341,8 @@ def _largest_groups(entries: List[Entry], domains: Sequence[str]) -> Dict[str, i
     return out
 
 
-def _cluster(entries: List[Entry], max_distance: int, min_corr: float) -> List[int]:
+def _cluster(entries: List[Entry], max_distance: int, min_corr: float,
+             max_color_diff: Optional[float] = None) -> List[int]:
     """Clusters by phash + thumbnail, each crop also compared with the others' mirror images."""
     import numpy as np
     if not entries:
@@ -347,7 +350,8 @@ def _cluster(entries: List[Entry], max_distance: int, min_corr: float) -> List[i
     return dedup.cluster([e.phash for e in entries], max_distance,
                          np.stack([e.thumb for e in entries]), min_corr,
                          mirror_hashes=[e.mirror_phash for e in entries],
-                         mirror_thumbs=np.stack([e.mirror_thumb for e in entries]))
+                         mirror_thumbs=np.stack([e.mirror_thumb for e in entries]),
+                         max_color_diff=max_color_diff)
 
 
 class _UnionFind:
@@ -416,7 +420,7 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
     kept = []
     for d in task.domains:
         dom = [e for e in entries if e.face.domain == d]
-        labels_d = _cluster(dom, cfg.dup_distance, cfg.dup_min_corr)
+        labels_d = _cluster(dom, cfg.dup_distance, cfg.dup_min_corr, cfg.dup_max_color_diff)
         clusters: Dict[int, List[Entry]] = {}
         for e, lab in zip(dom, labels_d):
             clusters.setdefault(lab, []).append(e)
@@ -495,6 +499,7 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
         },
         "split": {"test_fraction": cfg.test_fraction, "split_by": cfg.split_by, "seed": cfg.seed,
                   "dup_distance": cfg.dup_distance, "dup_min_corr": cfg.dup_min_corr,
+                  "dup_max_color_diff": cfg.dup_max_color_diff,
                   "group_distance": cfg.group_distance, "group_min_corr": cfg.group_min_corr},
         "keypoint_filter": dataclasses.asdict(cfg.keypoint_filter),
         "command": cfg.command,

@@ -8,17 +8,20 @@ report for the distances seen on real data).
 Aligned face crops share their layout, so a 64-bit phash alone is not discriminative enough:
 distinct synthetic faces come within 4 bits of each other, and single-link clusters at 10 bits
 chain hundreds of different faces together. A pair therefore also has to agree on a colour
-thumbnail (16x16 RGB, mean-removed, unit norm; correlation is invariant to brightness and
-contrast): re-encoded copies correlate at >= 0.999, while different faces stayed below 0.94 on
-the synthetic set and below 0.89 on the shared anime and photo sets.
+thumbnail (16x16 RGB): its correlation (mean removed; invariant to brightness and contrast) is
+>= 0.999 for re-encoded copies, below 0.94 for different synthetic faces and below 0.89 on the
+shared anime and photo sets. Correlation is dominated by the light/dark layout, so two different
+faces with the same layout can still reach 0.97; the same picture must also match the colours
+themselves (mean absolute thumbnail difference, a few levels for a JPEG re-encode).
 
 Mirror images count as copies (training flips faces, so a mirrored copy in the test split is a
 leak): the builder also compares each crop with the others' left-right mirrors.
 
 Two criteria are used by the builder:
 
-* same picture: phash distance <= `dup_distance` and correlation >= `dup_min_corr`; each
-  cluster collapses to one kept crop (the largest, then the first in input order).
+* same picture: phash distance <= `dup_distance`, correlation >= `dup_min_corr` and colour
+  difference <= `dup_max_color_diff`; each cluster collapses to one kept crop (the largest, then
+  the first in input order).
 * near-duplicate: phash distance <= `group_distance` and correlation >= `group_min_corr` (a
   redraw, a different crop or edit of one artwork): both stay, but share one split group, so
   they can never sit on both sides of the train/test split.
@@ -50,16 +53,20 @@ def phash(image: PathOrBytes, hash_size: int = 8) -> int:
 
 
 def thumbnail(image: PathOrBytes, size: int = 16) -> np.ndarray:
-    """Mean-removed, unit-norm RGB thumbnail (float32 [size * size * 3]) for correlations."""
+    """RGB thumbnail, float32 [size * size * 3] in 0-255 (box filter)."""
     from PIL import Image
 
     if isinstance(image, (bytes, bytearray)):
         image = Image.open(io.BytesIO(image))
     elif isinstance(image, str):
         image = Image.open(image)
-    a = np.asarray(image.convert("RGB").resize((size, size), Image.BOX), np.float32).reshape(-1)
-    a = a - a.mean()
-    return a / max(float(np.linalg.norm(a)), 1e-6)
+    return np.asarray(image.convert("RGB").resize((size, size), Image.BOX), np.float32).reshape(-1)
+
+
+def _normalised(thumbs: np.ndarray) -> np.ndarray:
+    """Mean-removed, unit-norm rows: dot products are correlations."""
+    t = thumbs - thumbs.mean(axis=-1, keepdims=True)
+    return t / np.maximum(np.linalg.norm(t, axis=-1, keepdims=True), 1e-6)
 
 
 def hamming(a: int, b: int) -> int:
@@ -81,9 +88,11 @@ def mirrored(image):
 def cluster(hashes: Sequence[int], max_distance: int, thumbs: Optional[np.ndarray] = None,
             min_corr: float = -1.0, block: int = 1024,
             mirror_hashes: Optional[Sequence[int]] = None,
-            mirror_thumbs: Optional[np.ndarray] = None) -> List[int]:
+            mirror_thumbs: Optional[np.ndarray] = None,
+            max_color_diff: Optional[float] = None) -> List[int]:
     """Single-link clusters of hashes within `max_distance` bits (and, with `thumbs` [n, k] from
-    `thumbnail`, thumbnail correlation >= `min_corr`); returns a label per item.
+    `thumbnail`, thumbnail correlation >= `min_corr` and, if given, mean absolute thumbnail
+    difference <= `max_color_diff` levels); returns a label per item.
 
     With `mirror_hashes` (and `mirror_thumbs`) of the left-right flipped images, an item also
     matches the mirror image of another. Labels are the index of the cluster's first member, so
@@ -92,10 +101,13 @@ def cluster(hashes: Sequence[int], max_distance: int, thumbs: Optional[np.ndarra
     n = len(hashes)
     h = np.asarray([int(x) for x in hashes], dtype=np.uint64)
     parent = list(range(n))
-    variants = [(h, thumbs)]
+    raw = None if thumbs is None else np.asarray(thumbs, np.float32)
+    norm = None if raw is None else _normalised(raw)
+    variants = [(h, raw, norm)]
     if mirror_hashes is not None:
-        variants.append((np.asarray([int(x) for x in mirror_hashes], dtype=np.uint64),
-                         mirror_thumbs if mirror_thumbs is not None else thumbs))
+        m_raw = raw if mirror_thumbs is None else np.asarray(mirror_thumbs, np.float32)
+        variants.append((np.asarray([int(x) for x in mirror_hashes], dtype=np.uint64), m_raw,
+                         None if m_raw is None else _normalised(m_raw)))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -104,15 +116,19 @@ def cluster(hashes: Sequence[int], max_distance: int, thumbs: Optional[np.ndarra
         return i
 
     for start in range(0, n, block):
-        for other_h, other_t in variants:
+        for other_h, other_raw, other_norm in variants:
             d = np.bitwise_count(h[start:start + block, None] ^ other_h[None, :])
             rows, cols = np.nonzero(d <= max_distance)
             for r, j in zip(rows.tolist(), cols.tolist()):
                 i = start + r
                 if j == i:
                     continue
-                if thumbs is not None and float(thumbs[i] @ other_t[j]) < min_corr:
-                    continue
+                if raw is not None:
+                    if float(norm[i] @ other_norm[j]) < min_corr:
+                        continue
+                    if max_color_diff is not None and \
+                            float(np.abs(raw[i] - other_raw[j]).mean()) > max_color_diff:
+                        continue
                 ri, rj = find(i), find(j)
                 if ri != rj:
                     parent[max(ri, rj)] = min(ri, rj)
