@@ -489,7 +489,9 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
         "rejects": {k: int(v) for k, v in sorted(rejects.items())},
         "duplicates": dup_report,
         "groups": {
-            "source": "labels" if labels is not None else ("group_regex" if regexes else "source picture"),
+            "source": "+".join([n for n, on in (("labels", labels is not None),
+                                                 ("group_regex", bool(regexes))) if on])
+                      or "source picture",
             "largest": _largest_groups(entries, task.domains),
             "unlabelled": unlabelled,
             "near_duplicate_merges": near_links,
