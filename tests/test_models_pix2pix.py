@@ -74,7 +74,8 @@ def test_init_is_normal_002():
 
 
 def test_discriminator_scores_each_example_alone():
-    """Instance norm: scoring real and fake in one batch equals two separate calls."""
+    """Instance norm: scoring real and fake in one batch equals two separate calls (batching
+    examples never mixes them, e.g. under a strategy or with a shared D call)."""
     d = pix2pix.patch_discriminator(32, 1, ndf=8)
     c = tf.random.uniform([2, 32, 32, 1], -1, 1)
     a, b = tf.random.uniform([2, 32, 32, 3], -1, 1), tf.random.uniform([2, 32, 32, 3], -1, 1)

@@ -7,17 +7,19 @@
   still a function of the flags.
 * SIGINT / SIGTERM finish the current step, save a checkpoint and return (a second signal
   interrupts at once).
-* The step scores real and fake pairs in ONE discriminator call (a batch of 2B): exact with
-  instance norm (per-example statistics), and cheaper than two calls. Gradients for both nets come
-  from one forward pass (one persistent tape), G and D updated simultaneously as in the TF
-  tutorial. With `jit_compile` the forward/backward is XLA-compiled; the optimizer updates stay
-  outside (they cross replicas under a strategy).
+* The step: one forward pass and one (persistent) tape give both nets' gradients; G and D are
+  updated simultaneously as in the TF tutorial. Both Adams are `optimizers.FusedAdam` (TF's
+  fused kernel): Keras' Adam spent 0.7-1 s per step on the 54 M generator weights alone.
+  Real and fake pairs are scored in two D calls: one call on a batch of 2B is exact with
+  instance norm but measured slower (the generator's loss then back-propagates through D for
+  the real half too). With `jit_compile` the forward/backward is XLA-compiled; the optimizer
+  updates stay outside (they cross replicas under a strategy). XLA did not help on our CPU
+  (benchmarks/train_step.py).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import signal
 import threading
 import time
@@ -26,7 +28,7 @@ from typing import Callable, Dict, Optional
 import keras
 import tensorflow as tf
 
-from translate import data, records, run_config, schedules, summaries
+from translate import data, optimizers, records, run_config, schedules, summaries
 from translate.models import pix2pix
 
 MODEL_KEYS = ("model", "condition", "image_size", "ngf", "ndf", "norm")
@@ -79,11 +81,12 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def make_grads_fn(generator: keras.Model, discriminator: keras.Model, lambda_l1: float,
-                  global_batch_size: int, shared_d_batch: bool = True) -> Callable:
+                  global_batch_size: int, shared_d_batch: bool = False) -> Callable:
     """(condition, target) -> (G grads, D grads, metrics) from one forward pass.
 
     Losses are per-example means scaled by the global batch (tf.nn.compute_average_loss), so
-    summing over replicas gives the global mean. `shared_d_batch` needs a per-example norm.
+    summing over replicas gives the global mean. `shared_d_batch` (one D call for real and fake)
+    needs a per-example norm; it was slower on CPU, so it is off by default.
     """
     def grads(cond, target):
         with tf.GradientTape(persistent=True) as tape:
@@ -110,7 +113,7 @@ def make_grads_fn(generator: keras.Model, discriminator: keras.Model, lambda_l1:
 
 def make_replica_step(generator, discriminator, g_opt, d_opt, lambda_l1: float,
                       global_batch_size: int, jit_compile: bool = False,
-                      shared_d_batch: bool = True) -> Callable:
+                      shared_d_batch: bool = False) -> Callable:
     """One training step on one replica's batch: gradients, then both Adam updates."""
     grads = make_grads_fn(generator, discriminator, lambda_l1, global_batch_size, shared_d_batch)
     if jit_compile:
@@ -170,8 +173,8 @@ class Pix2PixTrainer:
             self.discriminator = pix2pix.patch_discriminator(cfg.image_size, self.in_channels,
                                                              ndf=cfg.ndf, norm=cfg.norm)
             self.schedule = schedules.LinearDecay(cfg.learning_rate, cfg.max_steps)
-            adam = lambda: keras.optimizers.Adam(self.schedule, beta_1=cfg.beta1, beta_2=0.999,  # noqa: E731
-                                                 epsilon=1e-8)
+            adam = lambda: optimizers.FusedAdam(self.schedule, beta_1=cfg.beta1, beta_2=0.999,  # noqa: E731
+                                                epsilon=1e-8)
             self.g_opt, self.d_opt = adam(), adam()
             self.g_opt.build(self.generator.trainable_variables)
             self.d_opt.build(self.discriminator.trainable_variables)
@@ -244,8 +247,7 @@ class Pix2PixTrainer:
     def _train_step_fn(self):
         cfg, strategy = self.cfg, self.strategy
         replica_step = make_replica_step(self.generator, self.discriminator, self.g_opt, self.d_opt,
-                                         cfg.lambda_l1, cfg.batch_size, cfg.jit_compile,
-                                         shared_d_batch=cfg.norm == "instance")
+                                         cfg.lambda_l1, cfg.batch_size, cfg.jit_compile)
 
         @tf.function
         def train_step(iterator):

@@ -1,0 +1,234 @@
+"""pix2pix training step on CPU: our step vs the most straightforward Keras step, same networks.
+
+Networks: translate/models/pix2pix.py (U-Net-256 G, 70x70 PatchGAN D, instance norm, no norm at
+the 1x1 bottleneck), built separately for each variant from the same seed.
+
+* baseline: the TF pix2pix tutorial's step, untuned: plain tf.function, two GradientTapes,
+  D called separately on the real and the fake pair, keras.optimizers.Adam x2.
+* ours: translate.training's step: one persistent tape, two D calls, and
+  translate.optimizers.FusedAdam (TF's fused ResourceApplyAdam kernel) x2.
+* ours_xla: ours with the forward/backward XLA-compiled (--jit_compile).
+
+Timing runs the variants round-robin in one process (so load from other users hits them
+alike): `--rounds` x `--steps` steps each after `--warmup`. Peak memory (max RSS) is measured
+per variant in a fresh subprocess (VmHWM after build + warm-up + 2 steps). With `--components`, also times
+the parts: G / D forward, G forward+backward, and one Adam update of G (Keras vs fused).
+Prints a table, the ratio ours / baseline (goal <= 0.65) and ends with ONE JSON line.
+
+  PYTHONPATH=. python benchmarks/train_step.py --model=pix2pix [--image_size=256] [--steps=6]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+VARIANTS = ("baseline", "ours", "ours_xla")
+LAMBDA = 100.0
+
+
+def _rss_mb() -> float:
+    """Peak resident memory of this process (VmHWM; ru_maxrss survives exec on Linux, so a
+    child would report its parent's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def build(variant: str, size: int, in_channels: int, batch: int, seed: int = 0):
+    """(step_fn, args) for one variant; step_fn(*args) runs one training step."""
+    import keras
+    import tensorflow as tf
+
+    from translate import optimizers, training
+    from translate.models import pix2pix
+
+    keras.utils.set_random_seed(seed)
+    G = pix2pix.unet_generator(size, in_channels)
+    D = pix2pix.patch_discriminator(size, in_channels)
+    cond = tf.random.stateless_uniform([batch, size, size, in_channels], [seed, 1], -1, 1)
+    target = tf.random.stateless_uniform([batch, size, size, 3], [seed, 2], -1, 1)
+    if variant == "baseline":
+        g_opt = keras.optimizers.Adam(2e-4, beta_1=0.5)
+        d_opt = keras.optimizers.Adam(2e-4, beta_1=0.5)
+        bce = keras.losses.BinaryCrossentropy(from_logits=True)
+
+        @tf.function
+        def step(inp, tar):
+            with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
+                gen_output = G(inp, training=True)
+                disc_real_output = D([inp, tar], training=True)
+                disc_generated_output = D([inp, gen_output], training=True)
+                gan_loss = bce(tf.ones_like(disc_generated_output), disc_generated_output)
+                l1_loss = tf.reduce_mean(tf.abs(tar - gen_output))
+                gen_total_loss = gan_loss + LAMBDA * l1_loss
+                disc_loss = 0.5 * (bce(tf.ones_like(disc_real_output), disc_real_output)
+                                   + bce(tf.zeros_like(disc_generated_output), disc_generated_output))
+            g_grads = gen_tape.gradient(gen_total_loss, G.trainable_variables)
+            d_grads = disc_tape.gradient(disc_loss, D.trainable_variables)
+            g_opt.apply_gradients(zip(g_grads, G.trainable_variables))
+            d_opt.apply_gradients(zip(d_grads, D.trainable_variables))
+            return gen_total_loss
+    else:
+        g_opt = optimizers.FusedAdam(2e-4, beta_1=0.5)
+        d_opt = optimizers.FusedAdam(2e-4, beta_1=0.5)
+        g_opt.build(G.trainable_variables)
+        d_opt.build(D.trainable_variables)
+        replica = training.make_replica_step(G, D, g_opt, d_opt, LAMBDA, batch,
+                                             jit_compile=variant == "ours_xla")
+        step = tf.function(lambda inp, tar: replica(inp, tar)["G_total"])
+    return step, (cond, target), (G, D)
+
+
+def timed(fn, args, n):
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        float(fn(*args))
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def memory_child(variant, size, in_channels, batch, warmup):
+    rss0 = _rss_mb()
+    step, args, _ = build(variant, size, in_channels, batch)
+    rss_built = _rss_mb()
+    timed(step, args, warmup + 2)
+    print(json.dumps({"variant": variant, "peak_rss_mb": round(_rss_mb(), 1),
+                      "rss_after_build_mb": round(rss_built, 1), "rss_at_start_mb": round(rss0, 1)}))
+
+
+def components(size, in_channels, batch, reps=4):
+    import keras
+    import tensorflow as tf
+
+    from translate import optimizers
+    from translate.models import pix2pix
+
+    G = pix2pix.unet_generator(size, in_channels)
+    D = pix2pix.patch_discriminator(size, in_channels)
+    c = tf.random.uniform([batch, size, size, in_channels], -1, 1)
+    t = tf.random.uniform([batch, size, size, 3], -1, 1)
+
+    @tf.function
+    def g_fwd_bwd():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(G(c, training=True))
+        return tape.gradient(loss, G.trainable_variables)[0]
+
+    grads = [tf.random.normal(v.shape) * 1e-3 for v in G.trainable_variables]
+    fns = {"G forward": tf.function(lambda: G(c, training=True)),
+           "D forward (1 pair)": tf.function(lambda: D([c, t], training=True)),
+           "D forward (2 pairs, one call)": tf.function(
+               lambda: D([tf.concat([c, c], 0), tf.concat([t, t], 0)], training=True)),
+           "G forward+backward": g_fwd_bwd}
+    for name, cls in (("Adam update of G, keras", keras.optimizers.Adam),
+                      ("Adam update of G, fused", optimizers.FusedAdam)):
+        opt = cls(2e-4, beta_1=0.5)
+        opt.build(G.trainable_variables)
+        fns[name] = tf.function(lambda opt=opt: opt.apply_gradients(zip(grads, G.trainable_variables)))
+    res = {}
+    for name, fn in fns.items():
+        fn()
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            out = fn()
+            if out is not None and hasattr(out, "numpy"):
+                out.numpy()
+            ts.append(time.perf_counter() - t0)
+        res[name] = round(float(np.median(ts)), 4)
+        print(f"  {name:32s} {res[name]:.3f} s")
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="pix2pix", choices=["pix2pix"])
+    ap.add_argument("--image_size", type=int, default=256)
+    ap.add_argument("--batch_size", type=int, default=1)
+    ap.add_argument("--in_channels", type=int, default=1, help="1 = --condition=keypoints")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per variant per round")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--components", action="store_true", help="also time the step's parts")
+    ap.add_argument("--no_memory", action="store_true", help="skip the per-variant memory runs")
+    ap.add_argument("--memory_child", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    size, ch, batch = a.image_size, a.in_channels, a.batch_size
+    if a.memory_child:
+        memory_child(a.memory_child, size, ch, batch, a.warmup)
+        return
+    variants = [v for v in a.variants.split(",") if v]
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    print(f"pix2pix train step, {size}x{size}, batch {batch}, {ch}-channel condition; "
+          f"{os.cpu_count()} CPUs, load average {load_before}")
+
+    import tensorflow as tf
+    figures = {"model": a.model, "image_size": size, "batch_size": batch, "tf": tf.__version__,
+               "loadavg_before": load_before}
+    built, first = {}, {}
+    for v in variants:
+        step, args, _ = build(v, size, ch, batch)
+        t0 = time.perf_counter()
+        float(step(*args))
+        first[v] = round(time.perf_counter() - t0, 2)
+        timed(step, args, a.warmup - 1)
+        built[v] = (step, args)
+    times = {v: [] for v in variants}
+    for r in range(a.rounds):
+        for v in (variants if r % 2 == 0 else variants[::-1]):
+            times[v] += timed(*built[v], a.steps)
+    print(f"{'variant':10s} {'first call s':>12s} {'median s/step':>14s} {'min':>7s} {'max':>7s}")
+    for v in variants:
+        t = times[v]
+        print(f"{v:10s} {first[v]:12.2f} {np.median(t):14.3f} {min(t):7.3f} {max(t):7.3f}")
+        figures[f"{v}_s_per_step"] = round(float(np.median(t)), 4)
+        figures[f"{v}_min_s"] = round(float(min(t)), 4)
+        figures[f"{v}_first_call_s"] = first[v]
+    n = len(next(iter(times.values())))
+    figures["timed_steps_per_variant"] = n
+    if "baseline" in variants:
+        for v in variants:
+            if v != "baseline":
+                r = figures[f"{v}_s_per_step"] / figures["baseline_s_per_step"]
+                figures[f"ratio_{v}_vs_baseline"] = round(r, 3)
+                print(f"ratio {v} / baseline: {r:.3f} (goal <= 0.65)")
+    del built
+    if a.components:
+        print("components (median s):")
+        figures["components_s"] = components(size, ch, batch)
+    if not a.no_memory:
+        for v in variants:
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--memory_child={v}",
+                                  f"--image_size={size}", f"--batch_size={batch}", f"--in_channels={ch}",
+                                  f"--warmup={a.warmup}"], capture_output=True, text=True)
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+            if out.returncode or not line:
+                print(f"memory run for {v} failed: {out.stderr[-500:]}")
+                continue
+            m = json.loads(line[-1])
+            figures[f"{v}_peak_rss_mb"] = m["peak_rss_mb"]
+            print(f"peak RSS {v}: {m['peak_rss_mb']:.0f} MB (after building: {m['rss_after_build_mb']:.0f} MB)")
+    figures["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average after: {figures['loadavg_after']}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
