@@ -494,6 +494,7 @@ def train(cfg: TrainConfig, log=print) -> Dict:
     last_save_time = time.time()
     t_log, n_log, loss_sum = time.time(), 0, 0.0
     first_step_done = False
+    t_run, n_run = time.time(), 0
     interrupted = None
     try:
         while int(step.numpy()) < cfg.max_number_of_steps:
@@ -507,8 +508,9 @@ def train(cfg: TrainConfig, log=print) -> Dict:
                                   f"--learning_rate (the last checkpoint is intact)")
             if not first_step_done:
                 first_step_done = True
-                t_log = time.time()  # do not count tracing in images/s
-                n_log, loss_sum = 0, 0.0
+                t_log = t_run = time.time()  # do not count tracing in images/s
+                n_log, loss_sum, n_run = -1, 0.0, -1
+            n_run += 1
             s = int(step.numpy())
             n_log += 1
             loss_sum += loss
@@ -516,7 +518,7 @@ def train(cfg: TrainConfig, log=print) -> Dict:
             if s % max(1, cfg.log_every_n_steps) == 0 or s == cfg.max_number_of_steps:
                 dt = max(time.time() - t_log, 1e-9)
                 lr = float(keras.ops.convert_to_numpy(_inner(optimizer).learning_rate))
-                ips = n_log * global_batch / dt
+                ips = max(n_log, 0) * global_batch / dt
                 with train_writer.as_default(step=s):
                     tf.summary.scalar("loss", loss_sum / max(n_log, 1))
                     tf.summary.scalar("learning_rate", lr)
@@ -531,6 +533,7 @@ def train(cfg: TrainConfig, log=print) -> Dict:
             if due and s < cfg.max_number_of_steps:
                 save_and_validate()
                 last_save_time = time.time()
+        t_loop = max(time.time() - t_run, 1e-9)
     except tf.errors.ResourceExhaustedError:
         bar.close()
         raise TagnetError(
@@ -555,6 +558,7 @@ def train(cfg: TrainConfig, log=print) -> Dict:
     result = {"step": int(step.numpy()), "start_step": start_step, "interrupted": interrupted,
               "best_mAP": float(best_map.numpy()), "model_dir": out_model,
               "checkpoint": manager.latest_checkpoint, "params": desc["params"],
+              "train_images_per_s": (n_run * global_batch / t_loop if n_run else None),
               "validation": {k: v for k, v in (final_res or {}).items() if not k.startswith("_")}}
     if interrupted:
         log(f"stopped by {signal.Signals(interrupted).name} at step {result['step']}; checkpoint "

@@ -55,13 +55,17 @@ def test_learnability_on_visible_shapes_and_colours(tmp_path):
     assert res["best_mAP"] >= val["mAP"] - 1e-9
 
 
-def test_resume_ema_exports_and_predict(small_ds, tmp_path):
+def test_resume_ema_exports_and_predict(small_ds, tmp_path, monkeypatch):
     run = tmp_path / "run"
     logs = []
+    # Too little memory for the estimate: a warning with a batch size to try, before step one.
+    monkeypatch.setattr(training, "memory_available_bytes", lambda: 2**20)
     r1 = training.train(_cfg(small_ds, run, moving_average_decay=0.5, optimizer="momentum",
                              learning_rate_decay_type="exponential"), log=logs.append)
     assert r1["step"] == 4 and r1["start_step"] == 0
     assert any("parameters" in l and "activations" in l for l in logs)
+    assert any("expect an out-of-memory crash" in l and "--batch_size=" in l for l in logs)
+    monkeypatch.undo()
     r2 = training.train(_cfg(small_ds, run, max_number_of_steps=6, moving_average_decay=0.5,
                              optimizer="momentum", learning_rate_decay_type="exponential"),
                         log=logs.append)
