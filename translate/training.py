@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import shutil
 import signal
 import threading
 import time
@@ -78,6 +80,17 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi_worker":  # workers from TF_CONFIG; a single worker without it
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(f"strategy must be one of {STRATEGIES}, not {name!r}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this is a non-chief worker of a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def make_grads_fn(generator: keras.Model, discriminator: keras.Model, lambda_l1: float,
@@ -180,7 +193,11 @@ class Pix2PixTrainer:
             self.d_opt.build(self.discriminator.trainable_variables)
         self.checkpoint = tf.train.Checkpoint(generator=self.generator, discriminator=self.discriminator,
                                               g_optimizer=self.g_opt, d_optimizer=self.d_opt)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, cfg.train_dir, cfg.max_to_keep)
+        # Every multi-worker replica must save (collectives); non-chiefs write to a scratch folder.
+        self.chief = is_chief(self.strategy)
+        ckpt_dir = cfg.train_dir if self.chief else os.path.join(
+            cfg.train_dir, f"worker_tmp_{self.strategy.cluster_resolver.task_id}")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, cfg.max_to_keep)
 
     @staticmethod
     def _check(cfg: Pix2PixConfig) -> None:
@@ -209,7 +226,7 @@ class Pix2PixTrainer:
 
     def restore(self) -> int:
         """Restores the latest checkpoint in train_dir if any; returns the step."""
-        latest = self.manager.latest_checkpoint
+        latest = tf.train.latest_checkpoint(self.cfg.train_dir)  # the chief's, on every worker
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             self.log(f"resumed from {latest} at step {self.step}, lr {self.learning_rate():.3g}")
@@ -274,7 +291,8 @@ class Pix2PixTrainer:
             iterator = iter(dist_ds)
             train_step = self._train_step_fn()
             sample = tf.function(lambda c: self.generator(c, training=False))
-            writer = tf.summary.create_file_writer(cfg.train_dir)
+            writer = (tf.summary.create_file_writer(cfg.train_dir) if self.chief
+                      else tf.summary.create_noop_writer())
 
             def write_images(step):
                 with writer.as_default(step=step):
@@ -319,6 +337,8 @@ class Pix2PixTrainer:
                     break
             if saved_at != step:
                 self.save()
+            if not self.chief:  # its copies were only for the collective save
+                shutil.rmtree(self.manager.directory, ignore_errors=True)
             write_images(step)
             writer.flush()
             if result["stopped_by"] in ("SIGINT", "SIGTERM"):
