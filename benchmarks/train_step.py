@@ -13,6 +13,9 @@ Timing runs the variants round-robin in one process (so load from other users hi
 alike): `--rounds` x `--steps` steps each after `--warmup`. Peak memory (max RSS) is measured
 per variant in a fresh subprocess (VmHWM after build + warm-up + 2 steps). With `--components`, also times
 the parts: G / D forward, G forward+backward, and one Adam update of G (Keras vs fused).
+With `--profile=baseline,ours`, traces 2 steps of each with tf.profiler and prints op time by
+op type (on our AMD CPU, Eigen's Conv2DBackpropFilter / Conv2DBackpropInput take about 5x the
+forward Conv2D time: that, not the optimizer, is what is left).
 Prints a table, the ratio ours / baseline (goal <= 0.65) from the median wall time, the best
 wall time and the process CPU time per step (on a busy machine they disagree: quote all three),
 and ends with ONE JSON line.
@@ -163,6 +166,36 @@ def components(size, in_channels, batch, reps=4):
     return res
 
 
+def profile(step, args, logdir: str, steps: int = 2, top: int = 12):
+    """Op time per step (ms, summed over threads) by op type, from a tf.profiler trace."""
+    import collections
+    import glob
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    tf.profiler.experimental.start(logdir)
+    for _ in range(steps):
+        float(step(*args))
+    tf.profiler.experimental.stop()
+    by_type = collections.Counter()
+    for path in glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True):
+        space = xplane_pb2.XSpace()
+        with open(path, "rb") as f:
+            space.ParseFromString(f.read())
+        for plane in space.planes:
+            if "host" not in plane.name.lower():
+                continue
+            names = {k: v.name for k, v in plane.event_metadata.items()}
+            for line in plane.lines:
+                for ev in line.events:
+                    name = names.get(ev.metadata_id, "")
+                    if ":" in name and not name.startswith(("__", "EagerLocalExecute", "ExecutorState",
+                                                                   "KernelAndDevice")):
+                        by_type[name.rsplit(":", 1)[1]] += ev.duration_ps / 1e9 / steps
+    return {k: round(v, 1) for k, v in by_type.most_common(top)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="pix2pix", choices=["pix2pix"])
@@ -175,6 +208,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--components", action="store_true", help="also time the step's parts")
     ap.add_argument("--no_memory", action="store_true", help="skip the per-variant memory runs")
+    ap.add_argument("--profile", default="", help="comma-separated variants to trace with "
+                    "tf.profiler (2 steps each): op time per step by op type")
     ap.add_argument("--memory_child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     size, ch, batch = a.image_size, a.in_channels, a.batch_size
@@ -225,6 +260,14 @@ def main():
                 figures[f"ratio_{v}_vs_baseline_cpu"] = round(rcpu, 3)
                 print(f"ratio {v} / baseline: {r:.3f} median wall, {rmin:.3f} best wall, "
                       f"{rcpu:.3f} CPU time (goal <= 0.65)")
+    for v in [v for v in a.profile.split(",") if v in built]:
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            prof = profile(*built[v], tmp)
+        figures[f"{v}_op_ms_by_type"] = prof
+        print(f"op time per step by type, {v} (ms, summed over threads; profiler overhead included):")
+        for k, ms in prof.items():
+            print(f"  {k:36s} {ms:8.1f}")
     del built
     if a.components:
         print("components (median s):")
