@@ -19,8 +19,9 @@ class TagnetError(Exception):
 def user_errors():
     from tagnet.backbones import BackboneError
     from tagnet.build import BuildError
+    from tagnet.model_dir import ModelDirError
     from tagnet.records import DatasetError
-    return (TagnetError, BackboneError, BuildError, DatasetError, FileNotFoundError)
+    return (TagnetError, BackboneError, BuildError, DatasetError, ModelDirError, FileNotFoundError)
 
 
 def run(main):
