@@ -286,6 +286,17 @@ def warm_start(model, checkpoint_path: str, backbone: str, tags: List[str], excl
 
 # --- the trainer --------------------------------------------------------------------------------
 def train(cfg: TrainConfig, log=print) -> Dict:
+    """Trains as configured; returns step, best mAP, validation metrics, paths, images/s.
+    Raises TagnetError / DatasetError / BackboneError with a user-facing message on bad input."""
+    import keras
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        return _train(cfg, log)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(cfg: TrainConfig, log) -> Dict:
     import keras
     import tensorflow as tf
     from tqdm import tqdm

@@ -105,6 +105,16 @@ def _class_dataset(tmp_path, classes):
     return out
 
 
+def test_mixed_precision_under_mirrored_strategy(small_ds, tmp_path):
+    import keras
+    res = training.train(_cfg(small_ds, tmp_path / "run", mixed_precision=True, strategy="mirrored",
+                              max_number_of_steps=3), log=lambda *_: None)
+    assert res["step"] == 3 and np.isfinite(res["validation"]["mAP"])
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
+    model, cfg = model_dir.load(str(tmp_path / "run"))
+    assert model.get_layer("tags").compute_dtype == "float32"
+
+
 def test_warm_start_with_and_without_head(small_ds, tmp_path):
     a = tmp_path / "a"
     training.train(_cfg(small_ds, a, max_number_of_steps=2), log=lambda *_: None)
