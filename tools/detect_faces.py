@@ -128,9 +128,10 @@ def main(argv):
     results = iter_results(todo, FLAGS.domain, job, FLAGS.num_workers, FLAGS.estimate_chin)
     try:
         for result in tqdm(results, total=len(todo), unit="img", desc=f"detect {FLAGS.domain}"):
+            record = result.progress_record()
             append_lines(output, [f.to_line() for f in result.faces])
-            append_lines(progress_path, [json.dumps(result.progress_record()) + "\n"])
-            records.append(result.progress_record())
+            append_lines(progress_path, [json.dumps(record) + "\n"])
+            records.append(record)
             if result.error:
                 tqdm.write(f"skipped {result.source}: {result.error}", file=sys.stderr)
     except KeyboardInterrupt:
