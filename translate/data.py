@@ -53,6 +53,15 @@ def decode_image(encoded: tf.Tensor) -> tf.Tensor:
     return tf.cast(img, tf.float32)
 
 
+def resize_image(image: tf.Tensor, size: int) -> tf.Tensor:
+    """[H, W, C] float -> [size, size, C], bilinear, antialiased when shrinking (the pipelines'
+    resize, shared with the exported serving graphs)."""
+    big = tf.reduce_max(tf.shape(image)[:2]) > size
+    image = tf.cond(big, lambda: tf.image.resize(image, [size, size], antialias=True),
+                    lambda: tf.image.resize(image, [size, size]))
+    return tf.ensure_shape(image, [size, size, image.shape[-1]])
+
+
 def augment(image: tf.Tensor, points: tf.Tensor, mask: tf.Tensor, colors: tf.Tensor,
             color_mask: tf.Tensor, seed: tf.Tensor, image_size: int, load_size: int,
             flip: bool = True) -> Tuple[tf.Tensor, ...]:
@@ -71,10 +80,7 @@ def augment(image: tf.Tensor, points: tf.Tensor, mask: tf.Tensor, colors: tf.Ten
     s, load = image_size, load_size
     image, points, mask, colors, color_mask = (
         tf.convert_to_tensor(t, tf.float32) for t in (image, points, mask, colors, color_mask))
-    big = tf.reduce_max(tf.shape(image)[:2]) > load
-    image = tf.cond(big, lambda: tf.image.resize(image, [load, load], antialias=True),
-                    lambda: tf.image.resize(image, [load, load]))
-    image = tf.ensure_shape(image, [load, load, image.shape[-1]])
+    image = resize_image(image, load)
     r = tf.random.stateless_uniform([3], seed)
     if load > s:
         offset = tf.cast(r[:2] * float(load - s + 1), tf.int32)  # (x, y), in [0, load - s]
@@ -153,6 +159,39 @@ def mix_planes(planes, weights, image_size: int) -> tf.Tensor:
     return tf.reshape(tf.matmul(p, weights, transpose_a=True), [s, s, c])
 
 
+def pix2pix_condition(points, point_mask, colors, color_mask, size: int, condition: str,
+                      seed=None, color_jitter: float = 0.1) -> tf.Tensor:
+    """The pix2pix generator input of one face, [size, size, C] (see the module docstring).
+
+    The one place the condition is built: the training pipeline, the photo -> anime CLI and the
+    exported serving graphs all call this. points [5, 2] normalised, point_mask [5], colors
+    [4, 3] in [0, 1], color_mask [4]; seed: int [2], used (jitter and noise) only by
+    ``keypoints_colors_noise``: the same seed gives the same condition.
+    """
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition must be one of {CONDITIONS}, not {condition!r}")
+    s = size
+    layer = landmarks.render(points, point_mask, s)  # [S, S, 1]
+    if condition == "keypoints":
+        return layer
+    n_ch = CONDITION_CHANNELS[condition]
+    onehot = np.eye(n_ch, dtype=np.float32)
+    ones = np.ones([s * s], np.float32)
+    colors = tf.convert_to_tensor(colors, tf.float32)
+    color_mask = tf.convert_to_tensor(color_mask, tf.float32)
+    if condition == "keypoints_colors_noise":
+        k = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64) + 7, 2)
+        # +-color_jitter in [-1, 1] units is +-color_jitter / 2 in [0, 1] colour units
+        jitter = tf.random.stateless_uniform([4, 3], k[0], -color_jitter / 2.0, color_jitter / 2.0)
+        colors = tf.clip_by_value(colors + jitter, 0.0, 1.0)
+    planes = tf.reshape((colors * 2.0 - 1.0) * color_mask[:, None], [12])  # missing: 0
+    row = tf.concat([[0.0], planes, [0.0] * (n_ch - 13)], 0)  # constant part, per channel
+    if condition == "keypoints_colors_noise":
+        noise = tf.random.stateless_uniform([s, s], k[1], -1.0, 1.0)
+        return mix_planes([layer, noise, ones], tf.stack([onehot[0], onehot[13], row]), s)
+    return mix_planes([layer, ones], tf.stack([onehot[0], row]), s)
+
+
 def pix2pix_dataset(dataset_dir: str, split: str = "train", condition: str = "keypoints",
                     image_size: int = 256, augment: bool = False, batch_size: int = 1, *,
                     seed: int = 0, shuffle: Optional[bool] = None, shuffle_buffer: int = 1024,
@@ -170,27 +209,9 @@ def pix2pix_dataset(dataset_dir: str, split: str = "train", condition: str = "ke
     shuffle = (split == "train") if shuffle is None else shuffle
     s = image_size
 
-    ones = np.ones([s * s], np.float32)
-    n_ch = CONDITION_CHANNELS[condition]
-    onehot = np.eye(n_ch, dtype=np.float32)
-
     def to_pair(ex):
-        layer = landmarks.render(ex["points"], ex["point_mask"], s)  # [S, S, 1]
-        if condition == "keypoints":
-            return layer, ex["image"]
-        colors = ex["colors"]
-        if condition == "keypoints_colors_noise":
-            k = tf.random.experimental.stateless_split(ex["seed"] + 7, 2)
-            # +-color_jitter in [-1, 1] units is +-color_jitter / 2 in [0, 1] colour units
-            jitter = tf.random.stateless_uniform([4, 3], k[0], -color_jitter / 2.0, color_jitter / 2.0)
-            colors = tf.clip_by_value(colors + jitter, 0.0, 1.0)
-        planes = tf.reshape((colors * 2.0 - 1.0) * ex["color_mask"][:, None], [12])  # missing: 0
-        row = tf.concat([[0.0], planes, [0.0] * (n_ch - 13)], 0)  # constant part, per channel
-        if condition == "keypoints_colors_noise":
-            noise = tf.random.stateless_uniform([s, s], k[1], -1.0, 1.0)
-            inputs = mix_planes([layer, noise, ones], tf.stack([onehot[0], onehot[13], row]), s)
-        else:
-            inputs = mix_planes([layer, ones], tf.stack([onehot[0], row]), s)
+        inputs = pix2pix_condition(ex["points"], ex["point_mask"], ex["colors"], ex["color_mask"],
+                                   s, condition, ex["seed"], color_jitter)
         return inputs, ex["image"]
 
     ds, _ = _examples(dataset_dir, split, "anime", info, image_size, augment, seed, shuffle,
