@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 from absl import app, flags
+
+from translate import cli  # noqa: E402  (absl --help exits 0)
 from PIL import Image
 
 FLAGS = flags.FLAGS
@@ -79,4 +81,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

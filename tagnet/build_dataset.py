@@ -1,4 +1,4 @@
-"""Builds a tagnet dataset (Tag records + tags.txt + dataset.json).
+r"""Builds a tagnet dataset (Tag records + tags.txt + dataset.json).
 
   # a CSV of `file,tags` (space-separated tags), images relative to the CSV's folder
   python tagnet/build_dataset.py --csv=labels.csv --output_dir=data/tags
@@ -7,6 +7,8 @@
   # Danbooru20xx metadata (JSON lines) with images in 0NNN/ID.ext folders
   python tagnet/build_dataset.py --danbooru_metadata=metadata/ --image_root=512px/ \
       --max_tags=1000 --min_tag_count=20 --categories=general,character,rating --output_dir=data/dan
+
+`python tools/build_tfrecords.py --task=tags ...` runs this same builder with the same flags.
 """
 if __package__ in (None, ""):  # `python tagnet/build_dataset.py`: import the package, not siblings
     import os as _os, sys as _sys
@@ -26,7 +28,7 @@ flags.DEFINE_list("danbooru_metadata", None, "Danbooru JSON-lines metadata file(
 flags.DEFINE_string("image_root", None, "Image folder (CSV: default the CSV's folder; Danbooru: the "
                     "folder holding 0000/ ... 0999/).")
 flags.DEFINE_string("output_dir", None, "Empty folder to write the dataset into.")
-flags.DEFINE_enum("task", "auto", ["auto", "multi_label", "single_label"],
+flags.DEFINE_enum("label_type", "auto", ["auto", "multi_label", "single_label"],
                   "auto: single_label for --class_dir, multi_label otherwise.")
 flags.DEFINE_integer("image_size", 224, "Images are padded to square on white and resized to this once.")
 flags.DEFINE_integer("max_tags", 0, "Keep the N most frequent tags (0 = all that pass --min_tag_count).")
@@ -68,8 +70,8 @@ def main(argv):
         items, report = build.items_from_danbooru(FLAGS.danbooru_metadata, FLAGS.image_root,
                                                   categories, FLAGS.ratings, FLAGS.limit or None)
         task, source = "multi_label", f"danbooru:{','.join(FLAGS.danbooru_metadata)}"
-    if FLAGS.task != "auto":
-        task = FLAGS.task
+    if FLAGS.label_type != "auto":
+        task = FLAGS.label_type
     print(f"source: {report.rows} records, {len(items)} images found, {report.missing} missing"
           + (f" (e.g. {report.missing_examples[0]})" if report.missing else "")
           + (f", {report.skipped} skipped" if report.skipped else ""))

@@ -38,4 +38,10 @@ def run(main):
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
-    app.run(wrapped)
+    try:
+        app.run(wrapped)
+    except SystemExit as e:  # absl exits 1 after --help; users and shells expect 0
+        if e.code == 1 and any(a.split("=", 1)[0] in ("-h", "-?", "--help", "--helpshort", "--helpfull")
+                               for a in sys.argv[1:]):
+            sys.exit(0)
+        raise

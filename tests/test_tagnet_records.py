@@ -156,3 +156,19 @@ def test_build_cli(tmp_path):
     bad = subprocess.run(cmd + [f"--csv={tmp_path / 'nope.csv'}", f"--output_dir={tmp_path / 'x'}"],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_build_tfrecords_task_tags_runs_the_tag_builder(tmp_path):
+    """tools/build_tfrecords.py --task=tags takes tagnet's flags (not the face builder's)."""
+    csv_path = _csv_set(tmp_path)
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "build_tfrecords.py"), "--task", "tags"]
+    ok = subprocess.run(cmd + [f"--csv={csv_path}", f"--output_dir={tmp_path / 'ds'}", "--image_size=16",
+                               "--label_type=multi_label", "--progress=false"],
+                        capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    summary = json.loads(ok.stdout.strip().splitlines()[-1])
+    assert summary["train"] + summary["validation"] == 20
+    assert os.path.exists(tmp_path / "ds" / "tags.txt")
+    bad = subprocess.run(cmd + [f"--output_dir={tmp_path / 'x'}"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 1 and "exactly one source" in bad.stderr and "Traceback" not in bad.stderr

@@ -11,6 +11,9 @@ Examples:
   python tools/build_tfrecords.py --task=cyclegan --input=photos/faces.jsonl \\
       --input=anime/faces.jsonl --group_regex='photo:^(.+)_\\d+\\.' --output_dir=data/cyc
 
+`--task=tags` builds a tagnet dataset instead (Danbooru metadata, a CSV or class folders): it
+runs tagnet/build_dataset.py with the other flags; see `--task=tags --help`.
+
 pix2pix keeps the anime faces (the target crop; its keypoints and colours become the input at read
 time); cyclegan needs both photo and anime faces. Errors print one line and exit with status 1.
 """
@@ -28,13 +31,32 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from translate import cli  # noqa: E402  (absl --help exits 0)
+
+
+def _tags_task(argv) -> bool:
+    """True for `--task=tags` / `--task tags`: the tag builder has flags of its own, so it must
+    take over before this file defines the face builder's."""
+    return any(a == "--task=tags" or (a == "--task" and argv[i + 1:i + 2] == ["tags"])
+               for i, a in enumerate(argv[1:], 1))
+
+
+if __name__ == "__main__" and _tags_task(sys.argv):
+    i = sys.argv.index("--task") if "--task" in sys.argv else sys.argv.index("--task=tags")
+    del sys.argv[i:i + (2 if sys.argv[i] == "--task" else 1)]
+    from tagnet import build_dataset, cli  # noqa: E402
+    flags.adopt_module_key_flags(build_dataset)  # --help lists the tag builder's flags
+    __doc__ = build_dataset.__doc__  # and its usage text
+    cli.run(build_dataset.main)
+    sys.exit(0)
+
 from translate import builder  # noqa: E402  (no TensorFlow import until records are written)
 
 FLAGS = flags.FLAGS
-# One entry per builder.TASKS; a later `tags` task registers itself there (builder.register_task,
-# with tagnet's record writer) before this line and appears here without other changes.
-flags.DEFINE_enum("task", None, list(builder.TASKS), "What the dataset is for: " + "; ".join(
-    f"{t.name}: {t.description}" for t in builder.TASKS.values()) + ".")
+# The face tasks of builder.TASKS, plus `tags` (dispatched to tagnet's builder above).
+flags.DEFINE_enum("task", None, list(builder.TASKS) + ["tags"], "What the dataset is for: " + "; ".join(
+    f"{t.name}: {t.description}" for t in builder.TASKS.values()) + "; tags: a tagnet dataset "
+    "(its own flags: see --task=tags --help).")
 flags.DEFINE_multi_string("input", None, "faces.jsonl file(s) with crops; repeat the flag or "
                           "separate with commas.")
 flags.DEFINE_string("output_dir", None, "Dataset folder to write (shards + dataset.json).")
@@ -137,4 +159,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

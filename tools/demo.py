@@ -17,6 +17,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+from translate import cli  # noqa: E402  (absl --help exits 0)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "demo_out", "Where the demo writes data, faces and index.html.")
 flags.DEFINE_string("data_dir", None, "Optional folder with photos/ and/or anime/ to use instead of demo data.")
@@ -121,4 +123,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -18,6 +18,8 @@ import time
 
 from absl import app, flags
 
+from translate import cli  # noqa: E402  (absl --help exits 0)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import, also in workers
 
 FLAGS = flags.FLAGS
@@ -151,4 +153,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -13,6 +13,8 @@ import time
 
 from absl import app, flags
 
+from translate import cli  # noqa: E402  (absl --help exits 0)
+
 from translate import synthetic
 
 FLAGS = flags.FLAGS
@@ -37,4 +39,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

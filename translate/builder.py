@@ -15,9 +15,9 @@ Library behind `tools/build_tfrecords.py` (plain arguments, no flags). Steps, in
 6. split each domain by group (`translate.splits`), seeded;
 7. write shards under temporary names, rename them when all are complete, then dataset.json.
 
-Tasks are entries of `TASKS`: which face domains they keep and how a face becomes a record. A
-later `--task=tags` registers its own `Task` with `register_task` (from `tools/`, which may import
-tagnet's record writer); nothing else in the pipeline changes.
+Tasks are entries of `TASKS`: which face domains they keep and how a face becomes a record.
+(`tools/build_tfrecords.py --task=tags` is not a face task: tag datasets come from Danbooru
+metadata, CSVs or class folders, so it hands over to tagnet's own builder.)
 """
 from __future__ import annotations
 

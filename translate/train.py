@@ -17,6 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
+from translate import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", "pix2pix", ["pix2pix"], "Model to train.")
 flags.DEFINE_string("dataset_dir", None, "Dataset folder built by tools/build_tfrecords.py --task=pix2pix.")
@@ -72,7 +74,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main)
 
 
 if __name__ == "__main__":
