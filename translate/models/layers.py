@@ -16,11 +16,14 @@ def conv_init(gain: float = INIT_GAIN) -> keras.initializers.Initializer:
     return keras.initializers.RandomNormal(0.0, gain)
 
 
-def instance_norm(name=None, epsilon: float = 1e-5) -> keras.layers.Layer:
-    """Per-example, per-channel norm (affine). epsilon 1e-5 as PyTorch, not Keras' 1e-3 default."""
+def instance_norm(name=None, epsilon: float = 1e-5, affine: bool = True) -> keras.layers.Layer:
+    """Per-example, per-channel norm. epsilon 1e-5 as PyTorch, not Keras' 1e-3 default.
+
+    affine=False drops the learned scale and offset (PyTorch InstanceNorm2d's default, which
+    junyanz's CycleGAN uses)."""
     return keras.layers.GroupNormalization(
-        groups=-1, epsilon=epsilon, gamma_initializer=keras.initializers.RandomNormal(1.0, INIT_GAIN),
-        name=name)
+        groups=-1, epsilon=epsilon, center=affine, scale=affine,
+        gamma_initializer=keras.initializers.RandomNormal(1.0, INIT_GAIN), name=name)
 
 
 def norm_layer(kind: str, name=None) -> keras.layers.Layer:
