@@ -1,0 +1,199 @@
+"""Photo -> anime, in process: find the faces of a photo, prepare them for a translator, run it.
+
+Used by the CLI (`translate/translate.py`) and the HTTP pipeline endpoint (`tools/serve.py`):
+
+* `prepare_faces(rgb, image_size)` -> [PreparedFace]: MTCNN detection (with an estimated chin:
+  the anime faces pix2pix learns from all have one), the usability filter
+  (`translate.quality`), alignment (`translate.align`, photo crop geometry), keypoints
+  normalised over the crop and colours measured on the photo (`translate.colors`, as the
+  detection CLI records them) unless overridden.
+* `serving_inputs(faces, names)` -> the numpy batch of an exported translator's signature
+  (`translate.export`'s contract).
+* `Runner(translator)`: the same graph as the export (`export.TranslatorModule.predict_raw`) on a
+  loaded `translate.loading.Translator`, returning uint8 faces.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import io
+import re
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from translate import export, quality
+from translate.align import GEOMETRY, align_face
+from translate.faces import COLOR_NAMES, Face
+from translate.landmarks import points_from_dict
+from translate.records import normalise_colors
+
+Color = Tuple[int, int, int]
+
+
+@dataclasses.dataclass
+class PreparedFace:
+    """One usable face of a photo, ready for a translator."""
+    aligned: np.ndarray  # uint8 [S, S, 3] aligned crop
+    keypoints: np.ndarray  # float32 [5, 2] in [0, 1] over the crop, POINT_NAMES order
+    point_mask: np.ndarray  # float32 [5]
+    colors: np.ndarray  # float32 [4, 3] in [0, 1], COLOR_NAMES order
+    color_mask: np.ndarray  # float32 [4]
+    box: Tuple[float, float, float, float]  # x, y, w, h in photo pixels
+    score: float
+    face: Optional[Face] = None  # the detection (photo coordinates)
+
+
+def parse_color(text: str) -> Color:
+    """'#rrggbb' (or 'rrggbb') -> (r, g, b); ValueError otherwise."""
+    m = re.fullmatch(r"#?([0-9a-fA-F]{6})", (text or "").strip())
+    if not m:
+        raise ValueError(f"not a colour {text!r}: expected #rrggbb")
+    h = m.group(1)
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+def color_overrides(hair=None, skin=None, eye=None, left_eye=None, right_eye=None) -> Dict[str, Color]:
+    """Colour overrides by COLOR_NAMES name from '#rrggbb' strings or RGB tuples; `eye` sets both
+    eyes (left_eye / right_eye win over it)."""
+    out = {}
+    for name, value in (("hair", hair), ("skin", skin), ("left_eye", eye), ("right_eye", eye),
+                        ("left_eye", left_eye), ("right_eye", right_eye)):
+        if value is not None:
+            out[name] = parse_color(value) if isinstance(value, str) else tuple(int(v) for v in value)
+    return out
+
+
+def default_detector(domain: str = "photo"):
+    """MTCNN with the estimated chin for photos; animeface for anime."""
+    from translate.detect import make_detector
+
+    return make_detector(domain, estimate_chin=True) if domain == "photo" else make_detector(domain)
+
+
+def usable_faces(rgb: np.ndarray, detector, config: quality.QualityConfig = quality.QualityConfig(),
+                 rejected: Optional[collections.Counter] = None) -> List[Face]:
+    """Detected faces that pass the usability filter, best score first; `rejected` (if given)
+    counts the others by reason ("no_face" when nothing was detected)."""
+    found = detector.detect(rgb)
+    rejected = rejected if rejected is not None else collections.Counter()
+    if not found:
+        rejected["no_face"] += 1
+    kept = []
+    for face in found:
+        reason = quality.check(face, config)
+        if reason:
+            rejected[reason] += 1
+        else:
+            kept.append(face)
+    return sorted(kept, key=lambda f: -f.score)
+
+
+def prepare_face(rgb: np.ndarray, face: Face, image_size: int,
+                 colors: Optional[Mapping[str, Sequence[int]]] = None) -> PreparedFace:
+    """Aligns one detected face and builds its keypoints and colours."""
+    crop, meta = align_face(rgb, face, image_size, GEOMETRY[face.domain])
+    keypoints, point_mask = points_from_dict(meta.points, image_size)
+    merged = {**face.colors, **(colors or {})}
+    flat, cmask = normalise_colors(merged)
+    return PreparedFace(
+        aligned=crop, keypoints=keypoints, point_mask=point_mask,
+        colors=np.asarray(flat, np.float32).reshape(len(COLOR_NAMES), 3),
+        color_mask=np.asarray(cmask, np.float32), box=tuple(face.box), score=float(face.score),
+        face=face)
+
+
+def prepare_faces(rgb: np.ndarray, image_size: int, detector=None,
+                  colors: Optional[Mapping[str, Sequence[int]]] = None,
+                  max_faces: Optional[int] = None,
+                  config: quality.QualityConfig = quality.QualityConfig(),
+                  rejected: Optional[collections.Counter] = None) -> List[PreparedFace]:
+    """The usable faces of an RGB uint8 photo [H, W, 3], best first, aligned at image_size.
+
+    colors: RGB 0-255 overrides by name (hair, skin, left_eye, right_eye; see
+    `color_overrides`); the others are measured on the photo. An empty list means no usable
+    face; `rejected` (a Counter, if given) then says why.
+    """
+    rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
+    detector = detector or default_detector("photo")
+    faces = usable_faces(rgb, detector, config, rejected)
+    if max_faces is not None:
+        faces = faces[:max_faces]
+    return [prepare_face(rgb, f, image_size, colors) for f in faces]
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(rgb, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def face_seeds(n: int, seed: Optional[int] = None) -> np.ndarray:
+    """int64 [n] seeds for the noise condition: seed, seed + 1, ... or random without a seed."""
+    if seed is None:
+        return np.random.default_rng().integers(0, 2 ** 62, size=n, dtype=np.int64)
+    return np.arange(seed, seed + n, dtype=np.int64)
+
+
+def serving_inputs(faces: Sequence[PreparedFace], input_names: Sequence[str], seed: Optional[int] = None,
+                   raw: bool = False) -> Dict[str, np.ndarray]:
+    """The batch for an exported translator's signature, only the inputs it names.
+
+    `image` is PNG bytes of the aligned crops (object array) for serving_default, or with `raw`
+    float32 [B, S, S, 3] in [-1, 1] for predict_raw.
+    """
+    out = {}
+    for name in input_names:
+        if name == export.IMAGE:
+            if raw:
+                out[name] = np.stack([f.aligned for f in faces]).astype(np.float32) / 127.5 - 1.0
+            else:
+                out[name] = np.array([encode_png(f.aligned) for f in faces], dtype=object)
+        elif name == export.KEYPOINTS:
+            out[name] = np.stack([f.keypoints for f in faces]).astype(np.float32)
+        elif name == export.POINT_MASK:
+            out[name] = np.stack([f.point_mask for f in faces]).astype(np.float32)
+        elif name == export.COLORS:
+            out[name] = np.stack([f.colors for f in faces]).astype(np.float32)
+        elif name == export.COLOR_MASK:
+            out[name] = np.stack([f.color_mask for f in faces]).astype(np.float32)
+        elif name == export.SEED:
+            out[name] = face_seeds(len(faces), seed)
+        else:
+            raise ValueError(f"unknown translator input {name!r}")
+    return out
+
+
+def to_uint8(images) -> np.ndarray:
+    """[..., 3] in [-1, 1] -> uint8."""
+    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+class Runner:
+    """Runs a loaded translator (`translate.loading.load`) on prepared faces, in process, through
+    the export's serving graph (`predict_raw`)."""
+
+    def __init__(self, translator, direction: str = "photo2anime", inference_dropout: bool = True):
+        self.translator = translator
+        self.module = export.build_module(translator, direction, inference_dropout)
+        self.input_names = list(self.module.input_names)
+        self.image_size = self.module.image_size
+        self.domain = "photo" if direction == "photo2anime" else "anime"
+
+    def translate(self, faces: Sequence[PreparedFace], seed: Optional[int] = None) -> np.ndarray:
+        """uint8 [B, S, S, 3] translated faces (an empty batch for no faces)."""
+        s = self.image_size
+        if not faces:
+            return np.zeros([0, s, s, 3], np.uint8)
+        inputs = serving_inputs(faces, self.input_names, seed, raw=True)
+        out = self.module.predict_raw(*[inputs[n] for n in self.input_names])[export.OUTPUT_RAW]
+        return to_uint8(out.numpy())
+
+    def layer(self, face: PreparedFace) -> np.ndarray:
+        """The face's landmark layer as uint8 RGB [S, S, 3] (for side-by-side pictures)."""
+        from translate import landmarks
+
+        lay = landmarks.render(face.keypoints, face.point_mask, self.image_size).numpy()[..., 0]
+        return np.repeat(landmarks.to_uint8(lay)[..., None], 3, axis=-1)
