@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
+if __package__ in (None, ""):  # `python translate/train.py`: the repo root, not translate/ (whose
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # translate.py shadows the package)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
