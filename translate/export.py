@@ -38,8 +38,12 @@ import shutil
 import sys
 from typing import Dict, List, Optional, Sequence
 
-if __name__ == "__main__":  # run as a script: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__":
+    # `python translate/export.py` puts translate/ first on sys.path, where translate/translate.py
+    # would shadow the `translate` package: use the repository root instead.
+    _here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and os.path.abspath(sys.path[0] or ".") == _here:
+        sys.path[0] = os.path.dirname(_here)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
@@ -124,6 +128,20 @@ def disable_dropout(model: keras.Model) -> int:
     return n
 
 
+def seed_states(model: keras.Model) -> list:
+    """The tf.Variables behind the model's Keras seed generators (dropout randomness)."""
+    states = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        gens = list(getattr(layer, "_seed_generators", None) or [])
+        if getattr(layer, "seed_generator", None) is not None:
+            gens.append(layer.seed_generator)
+        for g in gens:
+            v = getattr(g.state, "value", g.state)
+            if isinstance(v, tf.Variable) and not any(v is u for u in states):
+                states.append(v)
+    return states
+
+
 # ----------------------------------------------------------------------------- the graph
 class TranslatorModule(tf.Module):
     """The serving graph of one translator: inputs by contract name -> generator -> image.
@@ -135,6 +153,9 @@ class TranslatorModule(tf.Module):
     def __init__(self, generator: keras.Model, flags: dict, direction: str = "photo2anime"):
         super().__init__(name="translator")
         self.generator = generator
+        # Keras seed generators (dropout) hold their state in variables the Keras model does
+        # not expose to tf.saved_model: track them here, or saving a dropout generator fails.
+        self.rng_states = seed_states(generator)
         self.model = flags["model"]
         self.direction = direction
         self.image_size = int(flags["image_size"])
@@ -299,7 +320,7 @@ def _fail(message: str):
 
 
 if __name__ == "__main__":
-    from absl import app
+    from translate import cli
 
     _define_flags()
-    app.run(main)
+    cli.run(main)

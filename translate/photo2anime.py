@@ -22,11 +22,11 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from translate import export, quality
-from translate.align import GEOMETRY, align_face
+from translate import quality
 from translate.faces import COLOR_NAMES, Face
-from translate.landmarks import points_from_dict
-from translate.records import normalise_colors
+
+# TensorFlow-backed modules (export, landmarks, records) and OpenCV (align) are imported where
+# used, so a CLI can check its flags with this module before paying for TensorFlow.
 
 Color = Tuple[int, int, int]
 
@@ -92,6 +92,10 @@ def usable_faces(rgb: np.ndarray, detector, config: quality.QualityConfig = qual
 def prepare_face(rgb: np.ndarray, face: Face, image_size: int,
                  colors: Optional[Mapping[str, Sequence[int]]] = None) -> PreparedFace:
     """Aligns one detected face and builds its keypoints and colours."""
+    from translate.align import GEOMETRY, align_face
+    from translate.landmarks import points_from_dict
+    from translate.records import normalise_colors
+
     crop, meta = align_face(rgb, face, image_size, GEOMETRY[face.domain])
     keypoints, point_mask = points_from_dict(meta.points, image_size)
     merged = {**face.colors, **(colors or {})}
@@ -144,6 +148,8 @@ def serving_inputs(faces: Sequence[PreparedFace], input_names: Sequence[str], se
     `image` is PNG bytes of the aligned crops (object array) for serving_default, or with `raw`
     float32 [B, S, S, 3] in [-1, 1] for predict_raw.
     """
+    from translate import export
+
     out = {}
     for name in input_names:
         if name == export.IMAGE:
@@ -176,8 +182,11 @@ class Runner:
     the export's serving graph (`predict_raw`)."""
 
     def __init__(self, translator, direction: str = "photo2anime", inference_dropout: bool = True):
+        from translate import export
+
         self.translator = translator
         self.module = export.build_module(translator, direction, inference_dropout)
+        self.output_key = export.OUTPUT_RAW
         self.input_names = list(self.module.input_names)
         self.image_size = self.module.image_size
         self.domain = "photo" if direction == "photo2anime" else "anime"
@@ -188,7 +197,7 @@ class Runner:
         if not faces:
             return np.zeros([0, s, s, 3], np.uint8)
         inputs = serving_inputs(faces, self.input_names, seed, raw=True)
-        out = self.module.predict_raw(*[inputs[n] for n in self.input_names])[export.OUTPUT_RAW]
+        out = self.module.predict_raw(*[inputs[n] for n in self.input_names])[self.output_key]
         return to_uint8(out.numpy())
 
     def layer(self, face: PreparedFace) -> np.ndarray:
