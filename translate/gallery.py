@@ -46,8 +46,11 @@ def write_gallery(
     title: str,
     sections: Iterable[tuple],
     notes: Optional[List[str]] = None,
+    image_sections: Iterable[tuple] = (),
 ) -> None:
-    """Writes `path` (HTML). sections: (heading, jsonl_dir, faces, summary_text).
+    """Writes `path` (HTML). sections: (heading, jsonl_dir, faces, summary_text);
+    image_sections, after them: (heading, summary_text, [(image path, caption), ...]) for
+    pictures that are not face crops (model outputs, side-by-side grids).
 
     Annotated copies of the crops are written next to the page under annotated/.
     """
@@ -57,7 +60,8 @@ def write_gallery(
         f"<title>{html.escape(title)}</title>",
         "<style>body{font-family:sans-serif;margin:1em}figure{display:inline-block;margin:4px;"
         "width:180px;font-size:11px;vertical-align:top}img{width:176px}.sw{display:inline-block;"
-        "width:10px;height:10px;border:1px solid #333;margin:0 2px}</style>",
+        "width:10px;height:10px;border:1px solid #333;margin:0 2px}figure.wide{width:auto}"
+        "figure.wide img{width:auto;max-width:540px}</style>",
         f"<h1>{html.escape(title)}</h1>",
         "<p>Points: " + " ".join(
             f'<span class="sw" style="background:rgb{c}"></span>{n}' for n, c in POINT_COLORS.items()
@@ -77,5 +81,11 @@ def write_gallery(
                 f"<figcaption>{html.escape(face.source)} · {face.detector} {face.score:.2f}<br>"
                 f"{_swatches(face)}</figcaption></figure>"
             )
+    for heading, summary, images in image_sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(summary)}</p>")
+        for image, caption in images:
+            rel = os.path.relpath(os.path.abspath(image), out_dir)
+            parts.append(f'<figure class="wide"><img src="{html.escape(rel)}" alt="{html.escape(caption)}">'
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(parts))
