@@ -37,6 +37,11 @@ from __future__ import annotations
 import abc
 import dataclasses
 import importlib
+import math
+import os
+import shutil
+import signal
+import time
 from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Type
 
 import tensorflow as tf
@@ -156,3 +161,228 @@ def get_family(name: str) -> Type[Family]:
     if name not in FAMILIES:
         raise UnknownFamilyError(f"translate/{name}_family.py registers no family {name!r}")
     return FAMILIES[name]
+
+
+# ====================================================================================== trainer
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def _grid(a: tf.Tensor, ab: tf.Tensor, aba: tf.Tensor) -> tf.Tensor:
+    """[1, N*S, k*S, 3] in [0, 1]: a row per example, source | translated | round trip
+    (+ the source's landmark layer, and the layer the generator output when it makes one)."""
+    cols = [a[..., :3], ab[..., :3], aba[..., :3]]
+    if a.shape[-1] > 3:
+        cols.append(tf.tile(a[..., 3:4], [1, 1, 1, 3]))
+    if ab.shape[-1] > 3:
+        cols.append(tf.tile(ab[..., 3:4], [1, 1, 1, 3]))
+    rows = tf.concat(cols, axis=2)
+    grid = tf.reshape(rows, [1, -1, rows.shape[2], 3])
+    return tf.clip_by_value((grid + 1.0) / 2.0, 0.0, 1.0)
+
+
+class UnpairedTrainer:
+    """Builds the run described by an UnpairedConfig (checking train_dir first); `run()` trains.
+
+    Same behaviour as translate.training.Pix2PixTrainer: resume from train_dir, SIGINT/SIGTERM
+    save and stop, CheckpointManager every save_every steps, summaries on the chief only.
+    """
+
+    def __init__(self, cfg: UnpairedConfig, log: Callable[[str], None] = print):
+        import keras
+
+        from translate import run_config
+        from translate.training import ConfigError, is_chief, make_strategy
+        self.cfg, self.log = cfg, log
+        try:
+            self.family = get_family(cfg.model)(cfg)
+            self.family.check()
+        except UnknownFamilyError as e:
+            raise ConfigError(str(e)) from None
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self._check(cfg)
+        self.flags = {**cfg.as_flags(), **self.family.options}
+        if cfg.learning_rate is None:
+            self.flags["learning_rate"] = self.family.lr
+        run_config.check_and_save(cfg.train_dir, self.flags,
+                                  COMMON_MODEL_KEYS + tuple(self.family.model_keys), log=log)
+        self.in_channels = 4 if cfg.landmark_channel else 3
+        self.strategy = make_strategy(cfg.strategy)
+        if cfg.batch_size % self.strategy.num_replicas_in_sync:
+            raise ConfigError(f"--batch_size={cfg.batch_size} does not split over "
+                              f"{self.strategy.num_replicas_in_sync} replicas")
+        keras.utils.set_random_seed(cfg.seed)
+        with self.strategy.scope():
+            self.family.build(self.in_channels)
+        self.checkpoint = tf.train.Checkpoint(**self.family.checkpoint_objects())
+        self.chief = is_chief(self.strategy)
+        ckpt_dir = cfg.train_dir if self.chief else os.path.join(
+            cfg.train_dir, f"worker_tmp_{self.strategy.cluster_resolver.task_id}")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, cfg.max_to_keep)
+
+    @staticmethod
+    def _check(cfg: UnpairedConfig) -> None:
+        from translate.training import ConfigError
+        for name in ("batch_size", "max_steps", "save_every", "summary_every", "log_every", "num_examples"):
+            if getattr(cfg, name) < 1:
+                raise ConfigError(f"--{name} must be >= 1, got {getattr(cfg, name)}")
+        if cfg.decay_start is not None and not 0 <= cfg.decay_start <= cfg.max_steps:
+            raise ConfigError(f"--decay_from must be in [0, --max_steps={cfg.max_steps}], got {cfg.decay_start}")
+        if cfg.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {STRATEGIES}, not {cfg.strategy!r}")
+        if not cfg.dataset_dir or not cfg.train_dir:
+            raise ConfigError("--dataset_dir and --train_dir are required")
+
+    @property
+    def step(self) -> int:
+        return int(self.family.step_counter.iterations.numpy())
+
+    def restore(self) -> int:
+        """Restores the latest checkpoint in train_dir if any; returns the step."""
+        latest = tf.train.latest_checkpoint(self.cfg.train_dir)
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            self.log(f"resumed from {latest} at step {self.step}, lr {self.family.learning_rate():.3g}")
+        return self.step
+
+    def save(self) -> str:
+        return self.manager.save(checkpoint_number=self.step)
+
+    # ------------------------------------------------------------------ data
+    def _dataset(self, split, augment, batch_size, seed, shuffle=None):
+        from translate import data
+        cfg = self.cfg
+        return data.cyclegan_dataset(cfg.dataset_dir, split, cfg.image_size, cfg.landmark_channel,
+                                     augment=augment, batch_size=batch_size, seed=seed,
+                                     shuffle=shuffle, drop_remainder=True)
+
+    def _train_dataset(self, start_step: int) -> tf.data.Dataset:
+        cfg = self.cfg
+        ds = self._dataset("train", cfg.augment, cfg.batch_size, cfg.seed + 1_000_003 * start_step).repeat()
+        opts = tf.data.Options()
+        opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return ds.with_options(opts)
+
+    def fixed_examples(self):
+        """(photos, animes): the first `num_examples` of the test split (train without one)."""
+        from translate import records
+        for split in ("test", "train"):
+            try:
+                ds = self._dataset(split, False, 1, self.cfg.seed, shuffle=False)
+            except records.DatasetError:
+                if split == "train":
+                    raise
+                continue
+            pairs = list(ds.take(self.cfg.num_examples))
+            if pairs:
+                return tuple(tf.concat([p[i] for p in pairs], 0) for i in range(2))
+        raise records.DatasetError(f"{self.cfg.dataset_dir}: no examples")
+
+    # ------------------------------------------------------------------ loop
+    def _train_step_fn(self):
+        strategy, family = self.strategy, self.family
+
+        @tf.function
+        def train_step(iterator):
+            photo, anime = next(iterator)
+            per_replica = strategy.run(family.replica_step, args=(photo, anime))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                    for k, v in per_replica.items()}
+        return train_step
+
+    def _grids_fn(self):
+        family = self.family
+
+        def round_trip(x, there, back):
+            y = family.translate(x, there)
+            z_in = y if y.shape[-1] >= x.shape[-1] else tf.concat([y[..., :3], x[..., 3:]], -1)
+            return y, family.translate(z_in, back)
+
+        @tf.function
+        def grids(photo, anime):
+            ab, aba = round_trip(photo, "ab", "ba")
+            ba, bab = round_trip(anime, "ba", "ab")
+            return _grid(photo, ab, aba), _grid(anime, ba, bab)
+        return grids
+
+    def run(self, on_step: Optional[Callable[[int, Dict[str, float]], bool]] = None) -> Dict:
+        """Trains to max_steps (or a signal, or `on_step` returning True); returns a summary.
+
+        on_step(step, metrics) is called after every step with float metrics.
+        """
+        from translate.training import _Signals
+        cfg, family = self.cfg, self.family
+        with _Signals(cfg.handle_signals, self.log) as signals:
+            start = self.restore()
+            result = {"start_step": start, "step": start, "stopped_by": None, "metrics": {}}
+            if start >= cfg.max_steps:
+                self.log(f"step {start} >= --max_steps={cfg.max_steps}: nothing to do")
+                return result
+            fixed = self.fixed_examples()
+            iterator = iter(self.strategy.experimental_distribute_dataset(self._train_dataset(start)))
+            train_step, grids = self._train_step_fn(), self._grids_fn()
+            writer = (tf.summary.create_file_writer(cfg.train_dir) if self.chief
+                      else tf.summary.create_noop_writer())
+
+            def write_images(step):
+                g_a, g_b = grids(*fixed)
+                with writer.as_default(step=step):
+                    tf.summary.image(f"{cfg.model}/A_AtoB_AtoBtoA", g_a)
+                    tf.summary.image(f"{cfg.model}/B_BtoA_BtoAtoB", g_b)
+
+            self.log(f"training {cfg.model} ({cfg.image_size}px, {self.in_channels} channels, batch "
+                     f"{cfg.batch_size}, {self.strategy.num_replicas_in_sync} replica(s)) from step "
+                     f"{start} to {cfg.max_steps}")
+            step, saved_at = start, start
+            t_log, s_log = time.perf_counter(), start
+            try:
+                from tqdm import tqdm
+                bar = tqdm(total=cfg.max_steps, initial=start, unit="step", disable=not self.chief,
+                           dynamic_ncols=True, mininterval=5, leave=False) if cfg.handle_signals else None
+            except ImportError:
+                bar = None
+            while step < cfg.max_steps:
+                out = train_step(iterator)
+                step = self.step
+                m = {k: float(v) for k, v in out.items()}
+                if bar is not None:
+                    bar.update(step - bar.n)
+                if not all(math.isfinite(v) for v in m.values()):
+                    self.save()
+                    raise FloatingPointError(f"non-finite loss at step {step}: {m}")
+                result["metrics"], result["step"] = m, step
+                if step % cfg.summary_every == 0 or step == start + 1:
+                    with writer.as_default(step=step):
+                        for k, v in m.items():
+                            tf.summary.scalar(f"loss/{k}", v)
+                        tf.summary.scalar("lr", family.learning_rate())
+                    write_images(step)
+                if step % cfg.log_every == 0 or step == cfg.max_steps:
+                    now = time.perf_counter()
+                    rate = (step - s_log) / max(now - t_log, 1e-9)
+                    t_log, s_log = now, step
+                    with writer.as_default(step=step):
+                        tf.summary.scalar("steps_per_sec", rate)
+                    self.log(f"step {step}/{cfg.max_steps}  {family.log_line(m)}  "
+                             f"lr {family.learning_rate():.3g}  {1 / max(rate, 1e-9):.2f} s/step")
+                if step % cfg.save_every == 0:
+                    self.save()
+                    saved_at = step
+                if signals.received is not None:
+                    result["stopped_by"] = signal.Signals(signals.received).name
+                    break
+                if on_step is not None and on_step(step, m):
+                    result["stopped_by"] = "on_step"
+                    break
+            if bar is not None:
+                bar.close()
+            if saved_at != step:
+                self.save()
+            if not self.chief:
+                shutil.rmtree(self.manager.directory, ignore_errors=True)
+            write_images(step)
+            writer.flush()
+            if result["stopped_by"] in ("SIGINT", "SIGTERM"):
+                self.log(f"stopped by {result['stopped_by']} at step {step}; checkpoint saved in "
+                         f"{cfg.train_dir}; run again with the same flags to resume")
+            return result
