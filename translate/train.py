@@ -1,12 +1,20 @@
-"""Trains a translation model (pix2pix for now) on a face-records dataset.
+"""Trains a translation model on a face-records dataset: pix2pix (paired: landmark layer ->
+anime face), CycleGAN or UGATIT (unpaired photo <-> anime).
 
-Example:
+Examples:
   python -m translate.train --model=pix2pix --dataset_dir=data/p2p --train_dir=runs/p2p \\
       --condition=keypoints_colors --image_size=256 --max_steps=200000
+  python -m translate.train --model=cyclegan --dataset_dir=data/cyc --train_dir=runs/cyc \\
+      --landmark_channel --image_size=256 --max_steps=200000
+  # a small CycleGAN that shows something within an hour on 2 CPU cores (translate/README.md):
+  python -m translate.train --model=cyclegan --dataset_dir=data/cyc --train_dir=runs/cyc128 \\
+      --landmark_channel --image_size=128 --ngf=32 --ndf=32 --n_blocks=6 --max_steps=3000
 
-Re-running with the same --train_dir resumes (step, optimizer state, lr schedule). SIGINT or
-SIGTERM saves a checkpoint and exits with status 0. TensorBoard: `tensorboard --logdir=<train_dir>`.
-Dataset and flag problems print one line and exit with status 1.
+Re-running with the same --train_dir resumes (step, optimizer state, lr schedule, history pools).
+SIGINT or SIGTERM saves a checkpoint and exits with status 0. TensorBoard:
+`tensorboard --logdir=<train_dir>`. Dataset and flag problems print one line and exit with status 1.
+Model-specific flags only apply to their model; unpaired models take their defaults from the
+model family unless a flag is given.
 """
 from __future__ import annotations
 
@@ -22,55 +30,110 @@ from absl import app, flags, logging  # noqa: E402
 from translate import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", "pix2pix", ["pix2pix"], "Model to train.")
-flags.DEFINE_string("dataset_dir", None, "Dataset folder built by tools/build_tfrecords.py --task=pix2pix.")
+flags.DEFINE_enum("model", "pix2pix", ["pix2pix", "cyclegan", "ugatit"], "Model to train.")
+flags.DEFINE_string("dataset_dir", None, "Dataset folder built by tools/build_tfrecords.py "
+                    "(--task=pix2pix for pix2pix, --task=cyclegan for cyclegan / ugatit).")
 flags.DEFINE_string("train_dir", None, "Checkpoints, TensorBoard logs and flags.json; resumed if present.")
-flags.DEFINE_enum("condition", "keypoints", ["keypoints", "keypoints_colors", "keypoints_colors_noise"],
-                  "Generator input: landmark layer; + colour planes; + colour jitter and a noise plane.")
-flags.DEFINE_integer("image_size", 256, "Square image size, a power of 2 (U-Net depth = log2).")
-flags.DEFINE_integer("batch_size", 1, "Global batch size (split over replicas); 1 is pix2pix's default.")
-flags.DEFINE_integer("max_steps", 200_000, "Training steps; the lr decays linearly to 0 over the second half.")
-flags.DEFINE_float("learning_rate", 2e-4, "Adam learning rate (G and D).")
+flags.DEFINE_integer("image_size", 256, "Square image size (pix2pix: a power of 2; unpaired: a multiple of 4).")
+flags.DEFINE_integer("batch_size", 1, "Global batch size (split over replicas); 1 is the GAN default.")
+flags.DEFINE_integer("max_steps", 200_000, "Training steps.")
+flags.DEFINE_integer("decay_from", None, "Unpaired models: step where the lr starts its linear decay to 0 "
+                     "at --max_steps (CycleGAN's n_epochs then n_epochs_decay); default --max_steps / 2. "
+                     "pix2pix always decays over the second half.")
+flags.DEFINE_float("learning_rate", None, "Adam learning rate (default 2e-4; UGATIT 1e-4).")
 flags.DEFINE_float("beta1", 0.5, "Adam beta_1.")
-flags.DEFINE_float("lambda_l1", 100.0, "Weight of the L1 term in the generator loss.")
 flags.DEFINE_integer("ngf", 64, "Generator filters at the first level.")
 flags.DEFINE_integer("ndf", 64, "Discriminator filters at the first level.")
-flags.DEFINE_enum("norm", "instance", ["instance", "batch"], "Norm layers (instance = batch norm at batch 1, per example).")
-flags.DEFINE_bool("augment", True, "pix2pix jitter (resize to 286/256, random crop) and flips.")
+flags.DEFINE_bool("augment", True, "Resize to 286/256 + random crop, and flips.")
 flags.DEFINE_integer("save_every", 1000, "Steps between checkpoints.")
 flags.DEFINE_integer("summary_every", 100, "Steps between TensorBoard scalars and image grids.")
-flags.DEFINE_integer("log_every", 100, "Steps between log lines (losses, lr, steps/s).")
-flags.DEFINE_integer("num_examples", 3, "Fixed test examples shown in the image grid.")
-flags.DEFINE_integer("seed", 0, "Seed for weights, data order, augmentation and dropout.")
+flags.DEFINE_integer("log_every", 100, "Steps between log lines (losses, lr, s/step).")
+flags.DEFINE_integer("num_examples", 3, "Fixed test examples shown in the image grids.")
+flags.DEFINE_integer("seed", 0, "Seed for weights, data order, augmentation, dropout and history pools.")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                   "tf.distribute strategy (multi_worker reads TF_CONFIG).")
-flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward/backward pass.")
 flags.DEFINE_integer("max_to_keep", 3, "Checkpoints kept in train_dir.")
+
+# pix2pix
+flags.DEFINE_enum("condition", "keypoints", ["keypoints", "keypoints_colors", "keypoints_colors_noise"],
+                  "pix2pix generator input: landmark layer; + colour planes; + colour jitter and a noise plane.")
+flags.DEFINE_float("lambda_l1", 100.0, "pix2pix: weight of the L1 term in the generator loss.")
+flags.DEFINE_enum("norm", "instance", ["instance", "batch"], "pix2pix norm layers (instance = batch norm at batch 1, per example).")
+flags.DEFINE_bool("jit_compile", False, "pix2pix: XLA-compile the forward/backward pass.")
+
+# unpaired (cyclegan, ugatit)
+flags.DEFINE_bool("landmark_channel", False, "Unpaired: the rendered landmark layer as a 4th input channel.")
+
+# cyclegan (translate/cyclegan_family.py; unset flags take the family's defaults)
+flags.DEFINE_bool("landmark_output", False, "CycleGAN: generators also output the landmark layer, "
+                  "with a reconstruction loss (needs --landmark_channel).")
+flags.DEFINE_bool("keypoint_attention", False, "CycleGAN: the landmark layer gates the residual blocks "
+                  "as a spatial attention map (needs --landmark_channel).")
+flags.DEFINE_integer("n_blocks", None, "CycleGAN residual blocks (default 9 at 256 px and above, 6 below).")
+flags.DEFINE_enum("upsample", "transpose", ["transpose", "resize"], "CycleGAN up-sampling: transposed "
+                  "conv (published) or nearest resize + conv (no checkerboard).")
+flags.DEFINE_float("lambda_cycle", 10.0, "CycleGAN cycle-consistency weight.")
+flags.DEFINE_float("lambda_identity", 0.5, "CycleGAN identity weight, times --lambda_cycle (0 = off).")
+flags.DEFINE_float("lambda_landmark", 10.0, "CycleGAN landmark reconstruction weight (--landmark_output).")
+flags.DEFINE_integer("pool_size", 50, "CycleGAN discriminator history pool size (0 = off).")
+
+# ---- ugatit flags (added by the UGATIT family; named like the family's option keys) ----
+
 flags.mark_flags_as_required(["dataset_dir", "train_dir"])
+
+UNPAIRED = ("cyclegan", "ugatit")
+
+
+def _family_options(family_cls) -> dict:
+    """The family's options that were given on the command line (the rest keep its defaults)."""
+    return {k: FLAGS[k].value for k in family_cls.defaults if k in FLAGS and FLAGS[k].present}
+
+
+def _pix2pix_config(training):
+    return training.Pix2PixConfig(
+        dataset_dir=FLAGS.dataset_dir, train_dir=FLAGS.train_dir, condition=FLAGS.condition,
+        image_size=FLAGS.image_size, batch_size=FLAGS.batch_size, max_steps=FLAGS.max_steps,
+        learning_rate=2e-4 if FLAGS.learning_rate is None else FLAGS.learning_rate,
+        beta1=FLAGS.beta1, lambda_l1=FLAGS.lambda_l1, ngf=FLAGS.ngf, ndf=FLAGS.ndf, norm=FLAGS.norm,
+        augment=FLAGS.augment, save_every=FLAGS.save_every, summary_every=FLAGS.summary_every,
+        log_every=FLAGS.log_every, num_examples=FLAGS.num_examples, seed=FLAGS.seed,
+        strategy=FLAGS.strategy, jit_compile=FLAGS.jit_compile, max_to_keep=FLAGS.max_to_keep)
+
+
+def _unpaired_config(unpaired_training):
+    family_cls = unpaired_training.get_family(FLAGS.model)
+    return unpaired_training.UnpairedConfig(
+        dataset_dir=FLAGS.dataset_dir, train_dir=FLAGS.train_dir, model=FLAGS.model,
+        image_size=FLAGS.image_size, landmark_channel=FLAGS.landmark_channel,
+        batch_size=FLAGS.batch_size, max_steps=FLAGS.max_steps, decay_start=FLAGS.decay_from,
+        learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1, augment=FLAGS.augment,
+        save_every=FLAGS.save_every, summary_every=FLAGS.summary_every, log_every=FLAGS.log_every,
+        num_examples=FLAGS.num_examples, seed=FLAGS.seed, strategy=FLAGS.strategy,
+        max_to_keep=FLAGS.max_to_keep, options=_family_options(family_cls))
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # keep TF's checkpoint INFO lines out of the log
-    from translate import records, run_config, training  # TF import after flag parsing (fast --help)
-    cfg = training.Pix2PixConfig(
-        dataset_dir=FLAGS.dataset_dir, train_dir=FLAGS.train_dir, condition=FLAGS.condition,
-        image_size=FLAGS.image_size, batch_size=FLAGS.batch_size, max_steps=FLAGS.max_steps,
-        learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1, lambda_l1=FLAGS.lambda_l1,
-        ngf=FLAGS.ngf, ndf=FLAGS.ndf, norm=FLAGS.norm, augment=FLAGS.augment,
-        save_every=FLAGS.save_every, summary_every=FLAGS.summary_every, log_every=FLAGS.log_every,
-        num_examples=FLAGS.num_examples, seed=FLAGS.seed, strategy=FLAGS.strategy,
-        jit_compile=FLAGS.jit_compile, max_to_keep=FLAGS.max_to_keep)
+    # TF imports after flag parsing (fast --help)
+    from translate import records, run_config, training, unpaired_training
     log = lambda s: print(s, flush=True)  # noqa: E731
+    unpaired = FLAGS.model in UNPAIRED
     try:
-        if not os.path.isdir(cfg.dataset_dir):
-            raise records.DatasetError(f"{cfg.dataset_dir}: no such dataset folder")
-        info = records.read_info(cfg.dataset_dir, task="pix2pix")  # fail before creating train_dir
-        records.split_shards(cfg.dataset_dir, info, "train", "anime")
-        trainer = training.Pix2PixTrainer(cfg, log=log)
+        if not os.path.isdir(FLAGS.dataset_dir):
+            raise records.DatasetError(f"{FLAGS.dataset_dir}: no such dataset folder")
+        task = "cyclegan" if unpaired else "pix2pix"
+        info = records.read_info(FLAGS.dataset_dir, task=task)  # fail before creating train_dir
+        for domain in (("photo", "anime") if unpaired else ("anime",)):
+            records.split_shards(FLAGS.dataset_dir, info, "train", domain)
+        if unpaired:
+            trainer = unpaired_training.UnpairedTrainer(_unpaired_config(unpaired_training), log=log)
+        else:
+            trainer = training.Pix2PixTrainer(_pix2pix_config(training), log=log)
         trainer.run()
-    except (records.DatasetError, run_config.IncompatibleRunError, training.ConfigError) as e:
+    except (records.DatasetError, run_config.IncompatibleRunError, training.ConfigError,
+            unpaired_training.UnknownFamilyError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
 

@@ -363,7 +363,8 @@ class UnpairedTrainer:
                     t_log, s_log = now, step
                     with writer.as_default(step=step):
                         tf.summary.scalar("steps_per_sec", rate)
-                    self.log(f"step {step}/{cfg.max_steps}  {family.log_line(m)}  "
+                    (bar.write if bar is not None else self.log)(
+                        f"step {step}/{cfg.max_steps}  {family.log_line(m)}  "
                              f"lr {family.learning_rate():.3g}  {1 / max(rate, 1e-9):.2f} s/step")
                 if step % cfg.save_every == 0:
                     self.save()
