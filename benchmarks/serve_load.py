@@ -1,0 +1,218 @@
+"""Load on tools/serve.py over loopback, against the in-process signature call measured in the same run.
+
+  python benchmarks/serve_load.py [--clients=8] [--duration=30] [--models=tagger,translator]
+      [--tagger_backbone=mobilenet_v2] [--tagger_size=224] [--translator_size=128]
+
+Builds random-weight models (no downloads), exports them (tagnet/export.py, translate/export.py),
+starts the server as a subprocess on a free loopback port, and per model measures:
+  1. in process: `signature(...)` on a batch-1 request (the tagger: one JPEG; the translator:
+     pix2pix keypoints + colours), median time and calls/s: the baseline;
+  2. one client (sequential requests): p50 latency; server overhead per request =
+     p50(HTTP) - median(in process), also as a share of the model time (goal for the tagger:
+     <= 15%);
+  3. --clients concurrent clients (keep-alive connections) for --duration s: requests/s, p50 and
+     p99 latency, failed requests (must be 0).
+The last line is one JSON object with every figure.
+"""
+if __package__ in (None, ""):
+    import os as _os, sys as _sys
+    _sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))
+
+import argparse
+import base64
+import http.client
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GOAL_OVERHEAD_SHARE = 0.15
+
+
+def percentile(values, q):
+    import numpy as np
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def build_tagger(base, backbone, size):
+    import numpy as np
+    from tagnet import backbones, export, model_dir
+    model = backbones.build_model(backbone, 100, size, weights=None)
+    backbones.set_batch_norm_decay(model, 0.0)  # BN statistics from one batch: non-trivial outputs
+    model(np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype(np.float32), training=True)
+    src = os.path.join(os.path.dirname(base), "tagger_src")
+    model_dir.save(model, src, backbone=backbone, image_size=size, tags=[f"tag{i}" for i in range(100)],
+                   activation="sigmoid", task="multi_label")
+    return export.export(src, os.path.join(base, "tagger"), verify=False)
+
+
+def build_translator(base, size):
+    from translate import data, export
+    from translate.models import pix2pix
+    condition = "keypoints_colors"
+    gen = pix2pix.unet_generator(size, data.CONDITION_CHANNELS[condition], ngf=32)
+    module = export.TranslatorModule(gen, {"model": "pix2pix", "image_size": size, "condition": condition})
+    return export.write_saved_model(module, os.path.join(base, "translator"))
+
+
+def tagger_request(size):
+    import numpy as np
+    from PIL import Image
+    rgb = np.random.default_rng(1).integers(0, 256, (size * 2, size * 2, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
+    jpeg = buf.getvalue()
+    return {"image": [jpeg]}, {"instances": [{"b64": base64.b64encode(jpeg).decode()}]}
+
+
+def translator_request():
+    kp = [[0.38, 0.40], [0.62, 0.40], [0.5, 0.55], [0.5, 0.68], [0.5, 0.85]]
+    inst = {"keypoints": kp, "point_mask": [1.0] * 5, "colors": [[0.6, 0.3, 0.2]] * 4,
+            "color_mask": [1.0] * 4}
+    import numpy as np
+    arrays = {k: np.asarray([v], np.float32) for k, v in inst.items()}
+    return arrays, {"instances": [inst]}
+
+
+def in_process(path, arrays, seconds):
+    """Median seconds per batch-1 signature call and calls/s (after 3 warm-up calls)."""
+    import tensorflow as tf
+    fn = tf.saved_model.load(path).signatures["serving_default"]
+    specs = fn.structured_input_signature[1]
+
+    def call():
+        out = fn(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in arrays.items()})
+        return {k: v.numpy() for k, v in out.items()}
+    for _ in range(3):
+        call()
+    times, t_end = [], time.perf_counter() + seconds
+    while time.perf_counter() < t_end or len(times) < 5:
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return percentile(times, 50), len(times) / sum(times)
+
+
+def load(port, path, body, clients, seconds):
+    """`clients` threads, each with one keep-alive connection, posting for `seconds`."""
+    lat, failures, lock = [], [], threading.Lock()
+    payload = json.dumps(body).encode()
+    t_end = time.perf_counter() + seconds
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        mine, bad = [], []
+        while time.perf_counter() < t_end:
+            t = time.perf_counter()
+            try:
+                conn.request("POST", path, body=payload, headers={"Content-Type": "application/json"})
+                r = conn.getresponse()
+                data = r.read()
+                if r.status != 200:
+                    bad.append(f"{r.status}: {data[:200]!r}")
+            except (OSError, http.client.HTTPException) as e:
+                bad.append(f"{type(e).__name__}: {e}")
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            mine.append(time.perf_counter() - t)
+        conn.close()
+        with lock:
+            lat.extend(mine)
+            failures.extend(bad)
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"requests": len(lat), "failed": len(failures), "rps": len(lat) / wall,
+            "p50_ms": 1e3 * percentile(lat, 50), "p99_ms": 1e3 * percentile(lat, 99),
+            "first_failures": failures[:3]}
+
+
+def start_server(base):
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "serve.py"),
+                             f"--model_base_path={base}", "--rest_api_port=0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"the server did not start: {line!r}")
+    return proc, int(m.group(1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of concurrent load per model")
+    ap.add_argument("--single_duration", type=float, default=None,
+                    help="seconds for the in-process and one-client runs (default: duration / 2)")
+    ap.add_argument("--models", default="tagger,translator")
+    ap.add_argument("--tagger_backbone", default="mobilenet_v2")
+    ap.add_argument("--tagger_size", type=int, default=224)
+    ap.add_argument("--translator_size", type=int, default=128)
+    args = ap.parse_args()
+    single = args.single_duration or args.duration / 2
+    models = [m for m in args.models.split(",") if m]
+    unknown = set(models) - {"tagger", "translator"}
+    if unknown or not models:
+        raise SystemExit(f"error: --models takes tagger and/or translator, not {sorted(unknown)}")
+
+    results = {"clients": args.clients, "duration_s": args.duration,
+               "goal_overhead_share": GOAL_OVERHEAD_SHARE}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = os.path.join(tmp, "models")
+        paths, requests = {}, {}
+        if "tagger" in models:
+            paths["tagger"] = build_tagger(base, args.tagger_backbone, args.tagger_size)
+            requests["tagger"] = tagger_request(args.tagger_size)
+        if "translator" in models:
+            paths["translator"] = build_translator(base, args.translator_size)
+            requests["translator"] = translator_request()
+        for name in models:
+            med, rate = in_process(paths[name], requests[name][0], single)
+            results[name] = {"inproc_ms": 1e3 * med, "inproc_per_s": rate}
+            print(f"{name}: in process {1e3 * med:.2f} ms per batch-1 call ({rate:.1f}/s)", flush=True)
+        proc, port = start_server(base)
+        try:
+            for name in models:
+                path = f"/v1/models/{name}:predict"
+                body = requests[name][1]
+                load(port, path, body, 1, 1.0)  # warm-up (first call traces)
+                one = load(port, path, body, 1, single)
+                many = load(port, path, body, args.clients, args.duration)
+                r = results[name]
+                r["c1_p50_ms"] = one["p50_ms"]
+                r["overhead_ms"] = one["p50_ms"] - r["inproc_ms"]
+                r["overhead_share"] = r["overhead_ms"] / r["inproc_ms"]
+                r.update({f"c{args.clients}_{k}": v for k, v in many.items() if k != "first_failures"})
+                r["failed"] = one["failed"] + many["failed"]
+                r["server_vs_inproc_rate"] = many["rps"] / r["inproc_per_s"]
+                print(f"{name}: 1 client p50 {one['p50_ms']:.2f} ms -> server overhead "
+                      f"{r['overhead_ms']:.2f} ms = {100 * r['overhead_share']:.1f}% of the model time; "
+                      f"{args.clients} clients: {many['rps']:.1f} req/s "
+                      f"({r['server_vs_inproc_rate']:.2f}x the in-process rate), p50 {many['p50_ms']:.1f} ms, "
+                      f"p99 {many['p99_ms']:.1f} ms, failed {r['failed']}", flush=True)
+                for f in one["first_failures"] + many["first_failures"]:
+                    print(f"  failure: {f}", flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    ok = all(results[n]["failed"] == 0 for n in models)
+    if "tagger" in models:
+        ok = ok and results["tagger"]["overhead_share"] <= GOAL_OVERHEAD_SHARE
+    results["ok"] = ok
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""The ASGI application: TensorFlow Serving's REST API over a Repository (Starlette).
+
+  GET  /v1/models/NAME[/versions/N]              status (GetModelStatusResponse JSON)
+  GET  /v1/models/NAME[/versions/N]/metadata     signature_def map (GetModelMetadataResponse JSON)
+  POST /v1/models/NAME[/versions/N]:predict      "instances" | "inputs", "signature_name"
+  POST /v1/pipelines/photo2anime?model=NAME      photo (JPEG/PNG body or {"b64": ...}) -> PNG
+  GET  /v1/models                                names and versions (not in TF Serving)
+
+Everything that touches TensorFlow or parses a large body runs in a thread pool, never on the event
+loop, so slow models do not stall other requests. Errors are {"error": "..."} with 400 (bad
+request), 404 (no such model / version / route), 405, 413 (body or image too large), 422 (no
+usable face), 500 (model failed).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import io
+import re
+from typing import Dict, Optional
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tools.serving import tfjson
+from tools.serving.repository import Repository, ServingError
+
+MODEL_PATH_RE = re.compile(
+    r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+    r"(?P<verb>/metadata|:[A-Za-z]+)?/?$")
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF")
+
+
+def error_response(status: int, message: str) -> Response:
+    return Response(tfjson.dumps({"error": message}), status_code=status,
+                    media_type="application/json")
+
+
+def json_response(obj, status: int = 200) -> Response:
+    return Response(tfjson.dumps(obj), status_code=status, media_type="application/json")
+
+
+def clean_tf_message(message: str) -> str:
+    """TensorFlow's op error text without function/node/op decorations."""
+    if "<stack traces unavailable>" in message:
+        message = message.split("<stack traces unavailable>", 1)[1]
+    message = message.replace("Graph execution error:", "")
+    message = re.sub(r"\{\{function_node [^}]*\}\}", "", message)
+    message = re.sub(r"\[\[.*?\]\]", "", message, flags=re.S)
+    message = re.sub(r"\[Op:[^\]]*\]", "", message)
+    return " ".join(message.split()).strip(" :") or "the model rejected the input"
+
+
+def check_image_sizes(arrays: Dict[str, np.ndarray], max_pixels: int) -> None:
+    """413 for any encoded image over max_pixels (checked from the header, before decoding)."""
+    from PIL import Image
+    for name, arr in arrays.items():
+        if arr.dtype != object:
+            continue
+        for i, b in enumerate(arr.reshape(-1)):
+            if not isinstance(b, bytes) or not b.startswith(IMAGE_MAGIC):
+                continue
+            w, h = image_header_size(b, Image)
+            if w * h > max_pixels:
+                raise ServingError(413, f"input {name!r} element {i}: image of {w}x{h} = {w * h} "
+                                        f"pixels is over the limit of {max_pixels} "
+                                        f"(--max_image_pixels)")
+
+
+def image_header_size(b: bytes, Image=None):
+    if Image is None:
+        from PIL import Image
+    try:
+        with Image.open(io.BytesIO(b)) as img:
+            return img.size
+    except Image.DecompressionBombError:
+        return (1 << 31, 1)
+    except Exception:  # noqa: BLE001 - not an image PIL knows: the model decides
+        return (0, 0)
+
+
+class Server:
+    """Request handlers with their limits; the blocking parts run in `pool`."""
+
+    def __init__(self, repository: Repository, max_body_bytes: int = 32 << 20,
+                 max_image_pixels: int = 40_000_000, workers: int = 4, pipeline=None):
+        self.repo = repository
+        self.max_body_bytes = int(max_body_bytes)
+        self.max_image_pixels = int(max_image_pixels)
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers),
+                                                          thread_name_prefix="model")
+        self.pipeline = pipeline
+
+    async def offload(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise ServingError(413, f"request body of {int(declared)} bytes is over the limit of "
+                                    f"{limit} bytes (--max_body_bytes)")
+        chunks, n = [], 0
+        async for chunk in request.stream():
+            n += len(chunk)
+            if n > limit:
+                raise ServingError(413, f"request body is over the limit of {limit} bytes "
+                                        f"(--max_body_bytes)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # --- /v1/models/... ---------------------------------------------------------------------
+    async def models(self, request: Request) -> Response:
+        rest = request.path_params["rest"]
+        m = MODEL_PATH_RE.match(rest)
+        if not m:
+            raise ServingError(404, f"no such endpoint: {request.url.path}")
+        name, version, verb = m["name"], m["version"], m["verb"] or ""
+        if m["label"] is not None:
+            raise ServingError(404, "version labels are not supported here; use /versions/N")
+        if version is not None:
+            if not version.isdigit():
+                raise ServingError(400, f"version {version!r} is not an integer")
+            version = int(version)
+        if request.method == "GET":
+            if verb == "/metadata":
+                return json_response(await self.offload(self.metadata, name, version))
+            if verb == "":
+                return json_response(await self.offload(self.status, name, version))
+            raise ServingError(405, f"{verb.lstrip(':/')} needs POST")
+        if verb == ":predict":
+            body = await self.read_body(request)
+            return Response(await self.offload(self.predict, name, version, body),
+                            media_type="application/json")
+        if verb in (":classify", ":regress"):
+            raise ServingError(400, f"{verb[1:]} is not supported by this server; use :predict")
+        raise ServingError(405 if verb in ("", "/metadata") else 404,
+                           f"no POST endpoint {request.url.path} (use :predict)")
+
+    def status(self, name: str, version: Optional[int]) -> Dict:
+        self.repo.model_dir(name)
+        if version is not None:
+            try:
+                self.repo.get(name, version)
+            except ServingError as e:
+                if e.status == 404:
+                    raise
+            return {"model_version_status": [self._version_status(name, version)]}
+        try:
+            self.repo.get(name)  # a real readiness check: the served version is loaded
+        except ServingError as e:
+            if e.status == 404:
+                raise
+        self.repo.forget_missing(name)
+        shown = [v for v in reversed(self.repo.versions(name))
+                 if self.repo.loaded(name, v) or self.repo.failure(name, v)]
+        return {"model_version_status": [self._version_status(name, v) for v in shown]}
+
+    def _version_status(self, name: str, version: int) -> Dict:
+        failed = self.repo.failure(name, version)
+        if failed:
+            return {"version": str(version), "state": "END",
+                    "status": {"error_code": "UNKNOWN", "error_message": failed}}
+        return {"version": str(version), "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""}}
+
+    def metadata(self, name: str, version: Optional[int]) -> Dict:
+        model = self.repo.get(name, version)
+        return {"model_spec": {"name": name, "signature_name": "", "version": str(model.version)},
+                "metadata": {"signature_def": model.metadata}}
+
+    def predict(self, name: str, version: Optional[int], body: bytes) -> bytes:
+        req = tfjson.parse_json(body)
+        model = self.repo.get(name, version)
+        sig = req.get("signature_name") or "serving_default"
+        if not isinstance(sig, str) or sig not in model.signatures:
+            raise ServingError(400, f"serving signature name {sig!r} not found in signature def; "
+                                    f"this model has {sorted(model.signatures)}")
+        arrays, rows = tfjson.parse_predict(req, model.inputs[sig])
+        check_image_sizes(arrays, self.max_image_pixels)
+        outputs = run_signature(model, sig, arrays)
+        return tfjson.dumps(tfjson.format_outputs(outputs, rows))
+
+    async def list_models(self, request: Request) -> Response:
+        def listing():
+            return {"models": [{"name": n, "versions": [str(v) for v in self.repo.versions(n)]}
+                               for n in self.repo.model_names()]}
+        return json_response(await self.offload(listing))
+
+    # --- /v1/pipelines/photo2anime ----------------------------------------------------------
+    async def photo2anime(self, request: Request) -> Response:
+        if self.pipeline is None:
+            raise ServingError(404, "the photo2anime pipeline is not enabled on this server")
+        model = request.query_params.get("model")
+        version = request.query_params.get("version")
+        if version is not None and not version.isdigit():
+            raise ServingError(400, f"version {version!r} is not an integer")
+        body = await self.read_body(request)
+        png, headers = await self.offload(
+            self.pipeline.run, body, request.headers.get("content-type", ""), model,
+            int(version) if version else None)
+        return Response(png, media_type="image/png", headers=headers)
+
+
+def run_signature(model, sig: str, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Calls a signature; TF's input errors become 400, other failures 500."""
+    import tensorflow as tf
+    specs = model.inputs[sig]
+    try:
+        tensors = {n: tf.constant(a, dtype=specs[n].dtype) for n, a in arrays.items()}
+        out = model.signatures[sig](**tensors)
+    except tf.errors.InvalidArgumentError as e:
+        raise ServingError(400, clean_tf_message(e.message)) from None
+    except (tf.errors.ResourceExhaustedError, MemoryError):
+        raise ServingError(413, "the input is too large for this model (out of memory)") from None
+    except tf.errors.OpError as e:
+        raise ServingError(500, clean_tf_message(e.message)) from None
+    except (TypeError, ValueError) as e:
+        raise ServingError(400, f"the inputs do not fit signature {sig!r}: {e}") from None
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def build_app(server: Server) -> Starlette:
+    async def on_serving_error(request, exc: ServingError):
+        return error_response(exc.status, exc.message)
+
+    async def on_http_error(request, exc: HTTPException):
+        return error_response(exc.status_code, exc.detail or "error")
+
+    async def on_error(request, exc: Exception):
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    routes = [
+        Route("/v1/models", server.list_models, methods=["GET"]),
+        Route("/v1/models/{rest:path}", server.models, methods=["GET", "POST"]),
+        Route("/v1/pipelines/photo2anime", server.photo2anime, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={
+        ServingError: on_serving_error, HTTPException: on_http_error, Exception: on_error})
+    app.state.server = server
+    return app
