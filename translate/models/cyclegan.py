@@ -50,7 +50,10 @@ def _norm(name: str) -> keras.layers.Layer:
     return layers.instance_norm(name, affine=False)
 
 
-def _conv(filters, kernel, stride=1, padding="valid", name=None, **kw):
+def _conv(filters, kernel, stride=1, padding="valid", name=None, fast=True, **kw):
+    """Conv2D; stride-1 'valid' ones as layers.FastConv2D (same weights, faster gradients) if fast."""
+    if fast and stride == 1 and padding == "valid":
+        return layers.FastConv2D(filters, kernel, kernel_initializer=layers.conv_init(), name=name, **kw)
     return keras.layers.Conv2D(filters, kernel, stride, padding, kernel_initializer=layers.conv_init(),
                                name=name, **kw)
 
@@ -73,21 +76,23 @@ class Scale(keras.layers.Layer):
         return {**super().get_config(), "init": self.init}
 
 
-def _attention_map(layer: tf.Tensor, name: str = "attention") -> tf.Tensor:
+def _attention_map(layer: tf.Tensor, name: str = "attention", fast: bool = True) -> tf.Tensor:
     """Landmark layer [B, S, S, 1] -> attention [B, S/4, S/4, 1] in (0, 1)."""
     h = keras.layers.AveragePooling2D(4, name=f"{name}_pool")(layer)
     h = layers.ReflectionPad2D(1, name=f"{name}_pad0")(h)
-    h = _conv(16, 3, activation="relu", name=f"{name}_conv0")(h)
+    h = _conv(16, 3, activation="relu", name=f"{name}_conv0", fast=fast)(h)
     h = layers.ReflectionPad2D(1, name=f"{name}_pad1")(h)
-    return _conv(1, 3, activation="sigmoid", name=f"{name}_map")(h)
+    return _conv(1, 3, activation="sigmoid", name=f"{name}_map", fast=fast)(h)
 
 
 def resnet_generator(image_size: int, in_channels: int = 3, out_channels: int = 3, ngf: int = 64,
                      n_blocks: Optional[int] = None, upsample: str = "transpose",
-                     keypoint_attention: bool = False, name: str = "generator") -> keras.Model:
+                     keypoint_attention: bool = False, fast_conv: bool = True,
+                     name: str = "generator") -> keras.Model:
     """[B, S, S, in_channels] in [-1, 1] -> [B, S, S, out_channels] (tanh); S a multiple of 4.
 
     With keypoint_attention the input's last channel is the landmark layer (see module doc).
+    fast_conv: stride-1 convs as layers.FastConv2D (same weights; ~2-3x faster backward on CPU).
     """
     if image_size % 4:
         raise ValueError(f"the ResNet generator needs an image size divisible by 4, got {image_size}")
@@ -97,18 +102,19 @@ def resnet_generator(image_size: int, in_channels: int = 3, out_channels: int = 
         raise ValueError("keypoint_attention needs the landmark layer as an input channel")
     n_blocks = default_blocks(image_size) if n_blocks is None else n_blocks
     x = keras.Input((image_size, image_size, in_channels), name="image")
+    conv = lambda *a, **kw: _conv(*a, fast=fast_conv, **kw)  # noqa: E731
     h = layers.ReflectionPad2D(3, name="in_pad")(x)
-    h = _conv(ngf, 7, name="in_conv")(h)
+    h = conv(ngf, 7, name="in_conv")(h)
     h = keras.layers.ReLU(name="in_act")(_norm("in_norm")(h))
     for i, f in enumerate((ngf * 2, ngf * 4)):
-        h = _conv(f, 3, 2, "same", name=f"down{i}_conv")(h)
+        h = conv(f, 3, 2, "same", name=f"down{i}_conv")(h)
         h = keras.layers.ReLU(name=f"down{i}_act")(_norm(f"down{i}_norm")(h))
-    att = _attention_map(x[..., -1:]) if keypoint_attention else None
+    att = _attention_map(x[..., -1:], fast=fast_conv) if keypoint_attention else None
     for b in range(n_blocks):
         r = layers.ReflectionPad2D(1, name=f"res{b}_pad0")(h)
-        r = keras.layers.ReLU(name=f"res{b}_act")(_norm(f"res{b}_norm0")(_conv(ngf * 4, 3, name=f"res{b}_conv0")(r)))
+        r = keras.layers.ReLU(name=f"res{b}_act")(_norm(f"res{b}_norm0")(conv(ngf * 4, 3, name=f"res{b}_conv0")(r)))
         r = layers.ReflectionPad2D(1, name=f"res{b}_pad1")(r)
-        r = _norm(f"res{b}_norm1")(_conv(ngf * 4, 3, name=f"res{b}_conv1")(r))
+        r = _norm(f"res{b}_norm1")(conv(ngf * 4, 3, name=f"res{b}_conv1")(r))
         if att is not None:
             gain = Scale(0.0, name=f"res{b}_att_gain")(att)  # a_b * m, [B, S/4, S/4, 1]
             r = keras.layers.Add(name=f"res{b}_att")([r, keras.layers.Multiply(name=f"res{b}_att_mul")([r, gain])])
@@ -119,15 +125,15 @@ def resnet_generator(image_size: int, in_channels: int = 3, out_channels: int = 
                                              name=f"up{i}_conv")(h)
         else:
             h = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}_resize")(h)
-            h = _conv(f, 3, name=f"up{i}_conv")(layers.ReflectionPad2D(1, name=f"up{i}_pad")(h))
+            h = conv(f, 3, name=f"up{i}_conv")(layers.ReflectionPad2D(1, name=f"up{i}_pad")(h))
         h = keras.layers.ReLU(name=f"up{i}_act")(_norm(f"up{i}_norm")(h))
     h = layers.ReflectionPad2D(3, name="out_pad")(h)
-    y = _conv(out_channels, 7, activation="tanh", name="output")(h)
+    y = conv(out_channels, 7, activation="tanh", name="output")(h)
     return keras.Model(x, y, name=name)
 
 
 def patch_discriminator(image_size: int, in_channels: int = 3, ndf: int = 64, n_layers: int = 3,
-                        name: str = "discriminator") -> keras.Model:
+                        fast_conv: bool = True, name: str = "discriminator") -> keras.Model:
     """Image -> patch scores (LSGAN, no sigmoid); 70x70 receptive field with n_layers=3.
 
     Unconditional (pix2pix's D scores a (condition, image) pair). Bias everywhere and non-affine
@@ -140,10 +146,10 @@ def patch_discriminator(image_size: int, in_channels: int = 3, ndf: int = 64, n_
         if n < n_layers:
             h = _conv(f, 4, 2, "same", name=f"conv{n}")(h)
         else:
-            h = _conv(f, 4, 1, name=f"conv{n}")(keras.layers.ZeroPadding2D(1, name=f"pad{n}")(h))
+            h = _conv(f, 4, 1, name=f"conv{n}", fast=fast_conv)(keras.layers.ZeroPadding2D(1, name=f"pad{n}")(h))
         h = keras.layers.LeakyReLU(0.2, name=f"act{n}")(_norm(f"norm{n}")(h))
     h = keras.layers.ZeroPadding2D(1, name="pad_out")(h)
-    return keras.Model(img, _conv(1, 4, name="scores")(h), name=name)
+    return keras.Model(img, _conv(1, 4, name="scores", fast=fast_conv)(h), name=name)
 
 
 # ---------------------------------------------------------------------------------- losses
