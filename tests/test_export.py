@@ -88,8 +88,7 @@ def test_contract_input_names():
 @pytest.fixture(scope="module")
 def exported(run, tmp_path_factory):
     """Two exports of the run (dropout off, then the default: on), then, in parallel: a fresh
-    isolated process that reloads and runs both, `saved_model_cli show`, and the export CLI
-    on a bad --train_dir."""
+    isolated process that reloads and runs both, and the export CLI on a bad --train_dir."""
     tmp = tmp_path_factory.mktemp("exported")
     base = str(tmp / "models" / "p2p")
     plain = export.export(run, base, inference_dropout=False)
@@ -100,9 +99,6 @@ def exported(run, tmp_path_factory):
         "reload": subprocess.Popen([sys.executable, "-I", "-c", RELOAD, plain, with_dropout,
                                     str(tmp / "in.npz"), str(tmp / "out.npz")], cwd=str(tmp), env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-        "show": subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "saved_model_cli"),
-                                  "show", "--all", "--dir", with_dropout],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
         "cli_error": subprocess.Popen([sys.executable, os.path.join(ROOT, "translate", "export.py"),
                                        f"--train_dir={tmp / 'nope'}", f"--export_dir={tmp / 'm'}"],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
@@ -158,18 +154,18 @@ def test_reloaded_without_project_code_matches_keras(run, exported):
     assert np.abs(a - b).max() > 1e-4 and np.abs(a - b).mean() < 0.5
 
 
-def test_seed_drives_the_noise_condition(run):
-    module = export.build_module(loading.load(run), inference_dropout=False)
-    f = _faces()
-    a, a2, b = (module.predict_raw(*[g[n] for n in module.input_names])["output"].numpy()
-                for g in (f, f, dict(f, seed=f["seed"] + 100)))
-    np.testing.assert_array_equal(a, a2)
-    assert np.abs(a - b).max() > 1e-3
-
-
 def test_saved_model_cli_lists_both_signatures(exported):
-    code, out, err = exported["show"]
-    assert code == 0, err[-2000:]
+    """What `saved_model_cli show --all --dir DIR` prints (its own function, run in process:
+    a subprocess would spend ~8 s importing TensorFlow again)."""
+    import contextlib
+    import io
+
+    from tensorflow.python.tools import saved_model_cli
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        saved_model_cli._show_all(exported["dropout"])
+    out = buf.getvalue()
     for text in ("signature_def['serving_default']", "signature_def['predict_raw']",
                  "inputs['keypoints']", "inputs['seed']", "outputs['image']",
                  "outputs['image_size']", "outputs['output']"):

@@ -78,6 +78,16 @@ def _sources():
     raise UsageProblem(f"--input {path!r}: no such file or folder")
 
 
+def _check_model_dir(path: str) -> None:
+    """Fails fast, before TensorFlow loads, on a folder that is not a training run."""
+    from translate import run_config
+
+    if not os.path.isdir(path):
+        raise UsageProblem(f"--model_dir {path!r}: no such folder")
+    if not os.path.exists(run_config.path(path)):
+        raise UsageProblem(f"--model_dir {path!r}: no {run_config.FILENAME}; not a training folder")
+
+
 def _save_png(rgb, path: str) -> None:
     """Writes whole or not at all (temporary name, then rename)."""
     from PIL import Image
@@ -145,6 +155,7 @@ def main(argv):
         raise UsageProblem(f"unexpected arguments: {' '.join(argv[1:])}")
     colors = _colors()
     root, sources = _sources()
+    _check_model_dir(FLAGS.model_dir)
     if FLAGS.seed is not None:
         import keras
         keras.utils.set_random_seed(FLAGS.seed)  # before the networks exist: dropout seeds
