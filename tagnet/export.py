@@ -178,18 +178,28 @@ def check(path: str, model, cfg: Dict, tolerance: float = 1e-4) -> float:
     return diff
 
 
+def fail(message: str) -> None:
+    """Usage errors: one line and exit 1, without importing TensorFlow first."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
 def main(argv):
-    from tagnet import cli
     FLAGS = flags.FLAGS
     if len(argv) > 1:
-        raise cli.TagnetError(f"unexpected arguments: {' '.join(argv[1:])}")
+        fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.model_dir or not FLAGS.export_dir:
-        raise cli.TagnetError("--model_dir and --export_dir are required")
+        fail("--model_dir and --export_dir are required")
     try:
         path = export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.version, verify=FLAGS.verify,
                       log=lambda m: print(m, file=sys.stderr))
-    except ExportError as e:
-        raise cli.TagnetError(str(e)) from None
+    except KeyboardInterrupt:  # the temporary folder is already removed
+        fail("interrupted; nothing was published")
+    except Exception as e:  # noqa: BLE001 - user errors in one line, anything else as usual
+        from tagnet.cli import user_errors
+        if isinstance(e, user_errors() + (ExportError,)):
+            fail(str(e))
+        raise
     print(path)
 
 
@@ -199,5 +209,12 @@ if __name__ == "__main__":
     flags.DEFINE_string("export_dir", None, "BASE/NAME: the version folder BASE/NAME/<version>/ is created.")
     flags.DEFINE_integer("version", None, "Version number (default: one more than the newest).")
     flags.DEFINE_boolean("verify", True, "Reload the export and compare with the Keras model first.")
-    from tagnet import cli
-    cli.run(main)
+    from absl import app, logging
+    logging.set_verbosity(logging.WARNING)
+    try:
+        app.run(main)
+    except SystemExit as e:  # absl exits 1 after --help; users and shells expect 0
+        if e.code == 1 and any(a.split("=", 1)[0] in ("-h", "-?", "--help", "--helpshort", "--helpfull")
+                               for a in sys.argv[1:]):
+            sys.exit(0)
+        raise

@@ -24,7 +24,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_base_path", None, "Folder with one sub-folder per model (NAME/<version>/).")
@@ -96,4 +96,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from translate.cli import run  # app.run, but --help exits 0
+    run(main)
