@@ -172,4 +172,4 @@ def test_cli_translates_a_photo_and_skips_the_rest(background):
     np.testing.assert_array_equal(side[:, 2 * S:], face)  # photo | layer | output
     assert sorted(os.listdir(d)) == ["astronaut_face0.png", "astronaut_face0_side.png"]  # no temp files
     assert "coffee.png: no usable face" in err and "broken.png" in err
-    assert "3 photos: 1 faces translated from 1 photos" in out and "1 unreadable" in out
+    assert "3 images: 1 faces translated from 1 photos" in out and "1 unreadable" in out

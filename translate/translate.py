@@ -173,7 +173,7 @@ def main(argv):
     summary = translate_all(runner, detector, root, sources, FLAGS.output_dir, colors, FLAGS.seed,
                             FLAGS.side_by_side, FLAGS.max_faces, config)
     rej = ", ".join(f"{k} {v}" for k, v in summary["rejected"].items()) or "none"
-    print(f"{summary['photos']} photos: {summary['faces']} faces translated from "
+    print(f"{summary['photos']} images: {summary['faces']} faces translated from "
           f"{summary['photos_translated']} photos; skipped {summary['no_face']} without a usable "
           f"face (rejected: {rej}), {summary['unreadable']} unreadable, {summary['failed']} failed "
           f"-> {FLAGS.output_dir}")
