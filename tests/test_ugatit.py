@@ -1,12 +1,13 @@
 """UGATIT: network shapes, AdaLIN / LIN / spectral norm / CAM against NumPy, rho clipping, a few
-training steps of the family at 32 px, and the loading builder."""
+trainer steps at 32 px (ch 8, light, one residual block), and the loading builder."""
 import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
-from translate import loading, optimizers, run_config  # noqa: E402
+from test_data_helpers import make_faces  # noqa: E402
+from translate import builder, loading, optimizers  # noqa: E402
 from translate import unpaired_training as ut  # noqa: E402
 from translate.models import ugatit  # noqa: E402
 
@@ -113,47 +114,47 @@ def test_optimizer_update_clips_rho():
             np.testing.assert_array_equal(r.numpy(), np.full(r.shape, want, np.float32))
 
 
-def _family(tmp_path, **options):
-    cfg = ut.UnpairedConfig(dataset_dir=str(tmp_path / "ds"), train_dir=str(tmp_path / "run"),
-                            model="ugatit", image_size=S, landmark_channel=True, max_steps=100,
-                            options={**dict(ch=CH, n_res=1, n_dis=4, light=True), **options})
-    fam = ut.get_family("ugatit")(cfg)
-    fam.check()
-    return fam
+TINY = dict(ch=CH, n_res=1, n_dis=4, light=True)
 
 
-def test_family_trains_and_loading_restores(tmp_path):
-    """Steps on a fixed batch (RGB + landmark layer): finite losses, cycle + identity fall; the
-    loading builder rebuilds image-only generators with the trained weights."""
-    keras.utils.set_random_seed(0)
-    fam = _family(tmp_path)
-    fam.build(4)
-    rng = np.random.default_rng(0)
-    photo = tf.constant(rng.uniform(-1, 1, (1, S, S, 4)), tf.float32)
-    anime = tf.constant(rng.uniform(-1, 1, (1, S, S, 4)), tf.float32)
-    step = tf.function(fam.replica_step)
-    losses = []
-    for _ in range(8):
-        m = {k: float(v) for k, v in step(photo, anime).items()}
-        assert all(np.isfinite(v) for v in m.values()), m
-        losses.append(m["G_cycle"] + m["G_identity"])
-    assert losses[-1] < losses[0] - 0.03, losses
-    assert int(fam.step_counter.iterations.numpy()) == 8
+def _config(dataset_dir, train_dir, **options):
+    return ut.UnpairedConfig(dataset_dir=str(dataset_dir), train_dir=str(train_dir), model="ugatit",
+                             image_size=S, landmark_channel=True, max_steps=8, decay_start=8,
+                             learning_rate=5e-4, augment=False, save_every=1000, summary_every=1000,
+                             log_every=1000, num_examples=1, handle_signals=False,
+                             options={**TINY, **options})
+
+
+def test_trainer_steps_and_loading_restores(tmp_path):
+    """8 trainer steps on one photo and one anime face (a fixed batch; RGB + landmark layer):
+    finite losses, cycle + identity fall, rho stays in [0, 1]; the loading builder rebuilds
+    image-only generators with the trained weights from the train_dir."""
+    a = make_faces(str(tmp_path / "a"), 1, size=40, seed=3)
+    p = make_faces(str(tmp_path / "p"), 1, domain="photo", size=40, seed=4)
+    builder.build(builder.BuildConfig(task="cyclegan", inputs=[a, p], output_dir=str(tmp_path / "ds"),
+                                      test_fraction=0.0, num_shards=1, progress=False), log=lambda s: None)
+    trainer = ut.UnpairedTrainer(_config(tmp_path / "ds", tmp_path / "run"), log=lambda s: None)
+    hist = []
+    res = trainer.run(on_step=lambda step, m: hist.append(m))  # None: keep going
+    assert res["step"] == 8 and len(hist) == 8
+    assert all(np.isfinite(list(m.values())).all() for m in hist), hist
+    rec = [m["G_cycle"] + m["G_identity"] for m in hist]
+    assert rec[-1] < rec[0] - 0.05, rec
+    fam = trainer.family
     for g in (fam.g_ab, fam.g_ba):
-        assert all(0.0 <= float(tf.reduce_min(r)) and float(tf.reduce_max(r)) <= 1.0
-                   for r in ugatit.rho_variables(g))
-    assert fam.translate(photo, "ab").shape == (1, S, S, 3)
+        for r in ugatit.rho_variables(g):
+            assert 0.0 <= float(tf.reduce_min(r)) and float(tf.reduce_max(r)) <= 1.0
 
-    run_config.check_and_save(fam.cfg.train_dir, fam.cfg.as_flags(), (), log=lambda s: None)
-    tf.train.Checkpoint(**fam.checkpoint_objects()).save(str(tmp_path / "run" / "ckpt"))
-    t = loading.load(fam.cfg.train_dir)
-    assert t.model == "ugatit" and set(t.networks) == {"generator_ab", "generator_ba"}
-    np.testing.assert_allclose(t.networks["generator_ab"](photo).numpy(),
-                               fam.translate(photo, "ab").numpy(), atol=1e-5)
+    t = loading.load(str(tmp_path / "run"))
+    assert t.model == "ugatit" and t.step == 8 and set(t.networks) == {"generator_ab", "generator_ba"}
+    photo, _ = trainer.fixed_examples()
+    for d, name in (("ab", "generator_ab"), ("ba", "generator_ba")):
+        np.testing.assert_allclose(t.networks[name](photo).numpy(), fam.translate(photo, d).numpy(),
+                                   atol=1e-5)
 
 
 def test_family_rejects_bad_options(tmp_path):
-    with pytest.raises(ValueError, match="too small"):
-        _family(tmp_path, n_dis=6)
-    with pytest.raises(ValueError, match="unknown options"):
-        _family(tmp_path, lambda_l1=1.0)
+    for options, match in (({"n_dis": 6}, "too small"), ({"lambda_l1": 1.0}, "unknown options"),
+                           ({"cam_weight": -1.0}, "cam_weight")):
+        with pytest.raises(ValueError, match=match):
+            ut.get_family("ugatit")(_config(tmp_path, tmp_path, **options)).check()
