@@ -78,6 +78,21 @@ flags.DEFINE_float("lambda_landmark", 10.0, "CycleGAN landmark reconstruction we
 flags.DEFINE_integer("pool_size", 50, "CycleGAN discriminator history pool size (0 = off).")
 
 # ---- ugatit flags (added by the UGATIT family; named like the family's option keys) ----
+# (translate/ugatit_family.py; unset flags take the family's defaults, the published ones)
+flags.DEFINE_bool("light", False, "UGATIT light mode: AdaLIN's gamma/beta MLP reads the pooled "
+                  "feature map (full mode flattens it: ~268 M weights per generator at 256 px).")
+flags.DEFINE_integer("ch", 64, "UGATIT base filters (generators and discriminators).")
+flags.DEFINE_integer("n_res", 4, "UGATIT residual blocks in the encoder and AdaLIN blocks in the decoder.")
+flags.DEFINE_integer("n_dis", 6, "UGATIT discriminator depth: the global D has n_dis + 1 layers "
+                     "(n_dis - 1 stride-2 convs), the local D n_dis - 1; needs image_size / 2^(n_dis-1) >= 4.")
+flags.DEFINE_float("adv_weight", 1.0, "UGATIT adversarial (LSGAN, patch + CAM logits) weight.")
+flags.DEFINE_float("cycle_weight", 10.0, "UGATIT cycle-consistency (L1) weight.")
+flags.DEFINE_float("identity_weight", 10.0, "UGATIT identity (L1) weight.")
+flags.DEFINE_float("cam_weight", 1000.0, "UGATIT generator CAM (BCE) weight.")
+flags.DEFINE_float("weight_decay", 1e-4, "UGATIT L2 weight decay added to the gradients (PyTorch Adam's).")
+flags.DEFINE_bool("batch_calls", True, "UGATIT: one network call for each generator's translation + "
+                  "identity and each discriminator's real + fake (same result, faster).")
+# ---- end of ugatit flags ----
 
 flags.mark_flags_as_required(["dataset_dir", "train_dir"])
 
