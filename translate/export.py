@@ -36,7 +36,7 @@ import os
 import re
 import shutil
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 if __name__ == "__main__":
     # `python translate/export.py` puts translate/ first on sys.path, where translate/translate.py
@@ -299,11 +299,12 @@ def _define_flags():
 
 
 def main(argv):
-    from absl import flags
+    from absl import flags, logging
 
     from translate import loading
 
     FLAGS = flags.FLAGS
+    logging.set_verbosity(logging.WARNING)  # no INFO lines from the SavedModel writer
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}")
     try:

@@ -94,8 +94,13 @@ def _save_png(rgb, path: str) -> None:
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}.png"
-    Image.fromarray(rgb).save(tmp)
-    os.replace(tmp, path)
+    try:
+        Image.fromarray(rgb).save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def translate_all(runner, detector, root, sources, output_dir, colors, seed=None, side_by_side=False,
@@ -153,6 +158,8 @@ def translate_all(runner, detector, root, sources, output_dir, colors, seed=None
 def main(argv):
     if len(argv) > 1:
         raise UsageProblem(f"unexpected arguments: {' '.join(argv[1:])}")
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)  # no INFO lines from checkpoint restore
     colors = _colors()
     root, sources = _sources()
     _check_model_dir(FLAGS.model_dir)
@@ -179,7 +186,14 @@ def main(argv):
           f"-> {FLAGS.output_dir}")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _main(argv):
+    import signal
+
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends like Ctrl-C: finished pictures kept
     try:
         main(argv)
     except UsageProblem as e:
