@@ -19,7 +19,8 @@ inputs batch-first, a model takes only the inputs it needs, see `input_names`):
     - ``colors``: float32 [B, 4, 3] in [0, 1], hair / skin / left_eye / right_eye;
       ``color_mask``: float32 [B, 4] (pix2pix colour conditions);
     - ``seed``: int64 [B] (pix2pix ``keypoints_colors_noise`` only): draws that condition's
-      colour jitter and noise plane, so the same seed gives the same condition.
+      colour jitter and noise plane (stateless seed (seed, 0) into
+      `translate.data.pix2pix_condition`), so the same seed gives the same condition.
   outputs: ``image``: tf.string [B] PNG bytes of the translated face; ``image_size``: int32 [B]
   (the side of the output, repeated per example so every output is batch-first).
 * ``predict_raw``: the same inputs, but ``image`` float32 [B, S, S, 3] in [-1, 1]; output
