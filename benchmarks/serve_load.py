@@ -5,11 +5,11 @@
 
 Builds random-weight models (no downloads), exports them (tagnet/export.py, translate/export.py),
 starts the server as a subprocess on a free loopback port, and per model measures:
-  1. in process: `signature(...)` on a batch-1 request (the tagger: one JPEG; the translator:
-     pix2pix keypoints + colours), median time and calls/s: the baseline;
-  2. one client (sequential requests): p50 latency; server overhead per request =
-     p50(HTTP) - median(in process), also as a share of the model time (goal for the tagger:
-     <= 15%);
+  1. in process: `signature(...)` on a batch-1 request (the tagger: a 512 px JPEG photo; the translator:
+     pix2pix keypoints + colours), median time and calls/s: the baseline; alternated call by call
+     with 2. one client's HTTP requests (p50 latency), so both see the same machine load.
+     Server overhead per request = p50(HTTP) - median(in process), also as a share of the model
+     time (goal for the tagger: <= 15%);
   3. --clients concurrent clients (keep-alive connections) for --duration s: requests/s, p50 and
      p99 latency, failed requests (must be 0).
 The last line is one JSON object with every figure.
@@ -34,6 +34,16 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOAL_OVERHEAD_SHARE = 0.15
+
+
+def connect(port):
+    """A keep-alive client connection with TCP_NODELAY, as urllib3 / requests set it (http.client
+    sends headers and body in two writes; with Nagle on, the body waits for a delayed ACK)."""
+    import socket
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
 
 
 def percentile(values, q):
@@ -62,12 +72,12 @@ def build_translator(base, size):
     return export.write_saved_model(module, os.path.join(base, "translator"))
 
 
-def tagger_request(size):
-    import numpy as np
+def tagger_request():
+    """A real photo as clients send it: scikit-image's astronaut, 512x512 JPEG at quality 90."""
     from PIL import Image
-    rgb = np.random.default_rng(1).integers(0, 256, (size * 2, size * 2, 3), dtype=np.uint8)
+    from skimage import data
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
+    Image.fromarray(data.astronaut()).save(buf, format="JPEG", quality=90)
     jpeg = buf.getvalue()
     return {"image": [jpeg]}, {"instances": [{"b64": base64.b64encode(jpeg).decode()}]}
 
@@ -81,8 +91,8 @@ def translator_request():
     return arrays, {"instances": [inst]}
 
 
-def in_process(path, arrays, seconds):
-    """Median seconds per batch-1 signature call and calls/s (after 3 warm-up calls)."""
+def in_process_caller(path, arrays):
+    """A function making one batch-1 `signature(...)` call in this process (warmed up)."""
     import tensorflow as tf
     fn = tf.saved_model.load(path).signatures["serving_default"]
     specs = fn.structured_input_signature[1]
@@ -92,12 +102,34 @@ def in_process(path, arrays, seconds):
         return {k: v.numpy() for k, v in out.items()}
     for _ in range(3):
         call()
-    times, t_end = [], time.perf_counter() + seconds
-    while time.perf_counter() < t_end or len(times) < 5:
+    return call
+
+
+def paired(inproc, port, path, body, seconds):
+    """Alternates one in-process call and one HTTP request (one client, keep-alive), so both
+    see the same machine load; -> (in-process times, HTTP latencies, failures)."""
+    payload = json.dumps(body).encode()
+    conn = connect(port)
+    t_in, t_http, bad = [], [], []
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end or len(t_in) < 5:
         t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    return percentile(times, 50), len(times) / sum(times)
+        inproc()
+        t_in.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        try:
+            conn.request("POST", path, body=payload, headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            data = r.read()
+            if r.status != 200:
+                bad.append(f"{r.status}: {data[:200]!r}")
+        except (OSError, http.client.HTTPException) as e:
+            bad.append(f"{type(e).__name__}: {e}")
+            conn.close()
+            conn = connect(port)
+        t_http.append(time.perf_counter() - t)
+    conn.close()
+    return t_in, t_http, bad
 
 
 def load(port, path, body, clients, seconds):
@@ -107,7 +139,7 @@ def load(port, path, body, clients, seconds):
     t_end = time.perf_counter() + seconds
 
     def client():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn = connect(port)
         mine, bad = [], []
         while time.perf_counter() < t_end:
             t = time.perf_counter()
@@ -120,7 +152,7 @@ def load(port, path, body, clients, seconds):
             except (OSError, http.client.HTTPException) as e:
                 bad.append(f"{type(e).__name__}: {e}")
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                conn = connect(port)
             mine.append(time.perf_counter() - t)
         conn.close()
         with lock:
@@ -155,7 +187,7 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of concurrent load per model")
     ap.add_argument("--single_duration", type=float, default=None,
-                    help="seconds for the in-process and one-client runs (default: duration / 2)")
+                    help="seconds of alternated in-process / one-client calls (default: duration / 2)")
     ap.add_argument("--models", default="tagger,translator")
     ap.add_argument("--tagger_backbone", default="mobilenet_v2")
     ap.add_argument("--tagger_size", type=int, default=224)
@@ -174,35 +206,38 @@ def main():
         paths, requests = {}, {}
         if "tagger" in models:
             paths["tagger"] = build_tagger(base, args.tagger_backbone, args.tagger_size)
-            requests["tagger"] = tagger_request(args.tagger_size)
+            requests["tagger"] = tagger_request()
         if "translator" in models:
             paths["translator"] = build_translator(base, args.translator_size)
             requests["translator"] = translator_request()
-        for name in models:
-            med, rate = in_process(paths[name], requests[name][0], single)
-            results[name] = {"inproc_ms": 1e3 * med, "inproc_per_s": rate}
-            print(f"{name}: in process {1e3 * med:.2f} ms per batch-1 call ({rate:.1f}/s)", flush=True)
+        callers = {name: in_process_caller(paths[name], requests[name][0]) for name in models}
         proc, port = start_server(base)
         try:
             for name in models:
                 path = f"/v1/models/{name}:predict"
                 body = requests[name][1]
-                load(port, path, body, 1, 1.0)  # warm-up (first call traces)
-                one = load(port, path, body, 1, single)
+                load(port, path, body, 1, 1.0)  # warm-up (the server's first call traces)
+                results.setdefault("request_bytes", {})[name] = len(json.dumps(body))
+                t_in, t_http, bad = paired(callers[name], port, path, body, single)
                 many = load(port, path, body, args.clients, args.duration)
-                r = results[name]
-                r["c1_p50_ms"] = one["p50_ms"]
-                r["overhead_ms"] = one["p50_ms"] - r["inproc_ms"]
+                med_in, med_http = percentile(t_in, 50), percentile(t_http, 50)
+                r = results[name] = {
+                    "inproc_ms": 1e3 * med_in, "inproc_per_s": len(t_in) / sum(t_in),
+                    "c1_p50_ms": 1e3 * med_http, "c1_p99_ms": 1e3 * percentile(t_http, 99),
+                    "c1_requests": len(t_http)}
+                r["overhead_ms"] = r["c1_p50_ms"] - r["inproc_ms"]
                 r["overhead_share"] = r["overhead_ms"] / r["inproc_ms"]
                 r.update({f"c{args.clients}_{k}": v for k, v in many.items() if k != "first_failures"})
-                r["failed"] = one["failed"] + many["failed"]
+                r["failed"] = len(bad) + many["failed"]
                 r["server_vs_inproc_rate"] = many["rps"] / r["inproc_per_s"]
-                print(f"{name}: 1 client p50 {one['p50_ms']:.2f} ms -> server overhead "
-                      f"{r['overhead_ms']:.2f} ms = {100 * r['overhead_share']:.1f}% of the model time; "
-                      f"{args.clients} clients: {many['rps']:.1f} req/s "
-                      f"({r['server_vs_inproc_rate']:.2f}x the in-process rate), p50 {many['p50_ms']:.1f} ms, "
-                      f"p99 {many['p99_ms']:.1f} ms, failed {r['failed']}", flush=True)
-                for f in one["first_failures"] + many["first_failures"]:
+                print(f"{name}: in process {r['inproc_ms']:.2f} ms per batch-1 call "
+                      f"({r['inproc_per_s']:.1f}/s); 1 client p50 {r['c1_p50_ms']:.2f} ms -> server "
+                      f"overhead {r['overhead_ms']:.2f} ms = {100 * r['overhead_share']:.1f}% of the "
+                      f"model time; {args.clients} clients: {many['rps']:.1f} req/s "
+                      f"({r['server_vs_inproc_rate']:.2f}x the in-process rate), p50 "
+                      f"{many['p50_ms']:.1f} ms, p99 {many['p99_ms']:.1f} ms, failed {r['failed']}",
+                      flush=True)
+                for f in bad[:3] + many["first_failures"]:
                     print(f"  failure: {f}", flush=True)
         finally:
             proc.terminate()

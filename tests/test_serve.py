@@ -11,7 +11,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +29,7 @@ if ROOT not in sys.path:
 
 from tagnet import export as tagnet_export  # noqa: E402
 from test_tagnet_export import S, TAGS, THRESHOLDS, encode, make_tagger, sigmoid  # noqa: E402
-from tools.serving.app import Server, build_app  # noqa: E402
+from tools.serving.app import Server, build_app, listen_socket  # noqa: E402
 from tools.serving.pipeline import Photo2Anime  # noqa: E402
 from tools.serving.repository import Repository  # noqa: E402
 
@@ -99,8 +98,7 @@ def served(tmp_path_factory):
     repo = Repository(str(base))
     server = Server(repo, max_body_bytes=MAX_BODY, max_image_pixels=MAX_PIXELS, workers=4,
                     pipeline=Photo2Anime(repo, MAX_PIXELS))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = listen_socket("127.0.0.1", 0)
     userver = uvicorn.Server(uvicorn.Config(build_app(server), log_level="error"))
     thread = threading.Thread(target=userver.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

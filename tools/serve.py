@@ -58,7 +58,7 @@ def main(argv):
             fail(f"--{name} must be at least 1")
     try:
         import uvicorn
-        from tools.serving.app import Server, build_app
+        from tools.serving.app import Server, build_app, listen_socket
         from tools.serving.pipeline import Photo2Anime
         from tools.serving.repository import Repository, ServingError
     except ImportError as e:
@@ -81,8 +81,8 @@ def main(argv):
                             log_level=FLAGS.log_level, access_log=FLAGS.log_level in ("info", "debug"))
     userver = uvicorn.Server(config)
     try:
-        sock = config.bind_socket()
-    except (OSError, SystemExit) as e:
+        sock = listen_socket(FLAGS.host, FLAGS.rest_api_port)
+    except OSError as e:
         fail(f"cannot listen on {FLAGS.host}:{FLAGS.rest_api_port}: {e}")
     host, port = sock.getsockname()[:2]
     print(f"serving {len(names)} model(s) from {repo.base} ({', '.join(names) or 'none yet'}) "

@@ -2,7 +2,7 @@
 
 A version is an integer folder holding saved_model.pb (exporters write a hidden temporary folder
 and rename it, so a half-written version is never seen). The newest version is served by default;
-a version dropped in later is found on the next request (one directory listing per request, no
+a version dropped in later is found on the next request (a stat of the model folder per request, no
 restart, no watcher thread). Loaded models are kept in a small LRU cache. A version that fails to
 load is remembered (until its saved_model.pb changes) and the newest loadable one is served
 instead, as TF Serving keeps serving the previous version.
@@ -16,6 +16,7 @@ import collections
 import os
 import re
 import threading
+import time
 from typing import Dict, List, Optional, Tuple
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -59,6 +60,7 @@ class Repository:
         self._failed: Dict[Tuple[str, int], Tuple[float, str]] = {}
         self._lock = threading.Lock()
         self._key_locks: Dict[Tuple[str, int], threading.Lock] = {}
+        self._listing: Dict[str, Tuple[int, float, List[int]]] = {}
 
     # --- discovery --------------------------------------------------------------------------
     def model_names(self) -> List[str]:
@@ -76,13 +78,24 @@ class Repository:
         return path
 
     def versions(self, name: str) -> List[int]:
+        """Version folders with a saved_model.pb; re-listed whenever the model folder changes
+        (adding or renaming a version folder changes its mtime: one stat per request)."""
         path = os.path.join(self.base, name)
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except OSError:
+            return []
+        cached = self._listing.get(name)
+        if cached and cached[0] == stamp and time.monotonic() - cached[1] < 5.0:
+            return cached[2]
         try:
             entries = os.listdir(path)
         except OSError:
             return []
-        return sorted(int(d) for d in entries if VERSION_RE.match(d)
-                      and os.path.isfile(os.path.join(path, d, SAVED_MODEL)))
+        found = sorted(int(d) for d in entries if VERSION_RE.match(d)
+                       and os.path.isfile(os.path.join(path, d, SAVED_MODEL)))
+        self._listing[name] = (stamp, time.monotonic(), found)
+        return found
 
     # --- loading ----------------------------------------------------------------------------
     def _pb_mtime(self, name: str, version: int) -> float:
