@@ -105,31 +105,47 @@ def in_process_caller(path, arrays):
     return call
 
 
+class Client:
+    """One keep-alive connection posting one payload; failures are recorded, never raised."""
+
+    def __init__(self, port, path, payload):
+        self.port, self.path, self.payload = port, path, payload
+        self.conn = connect(port)
+        self.failures = []
+
+    def post(self) -> float:
+        """One request; -> its latency in seconds."""
+        t = time.perf_counter()
+        try:
+            self.conn.request("POST", self.path, body=self.payload,
+                              headers={"Content-Type": "application/json"})
+            r = self.conn.getresponse()
+            data = r.read()
+            if r.status != 200:
+                self.failures.append(f"{r.status}: {data[:200]!r}")
+        except (OSError, http.client.HTTPException) as e:
+            self.failures.append(f"{type(e).__name__}: {e}")
+            self.conn.close()
+            self.conn = connect(self.port)
+        return time.perf_counter() - t
+
+    def close(self):
+        self.conn.close()
+
+
 def paired(inproc, port, path, body, seconds):
     """Alternates one in-process call and one HTTP request (one client, keep-alive), so both
     see the same machine load; -> (in-process times, HTTP latencies, failures)."""
-    payload = json.dumps(body).encode()
-    conn = connect(port)
-    t_in, t_http, bad = [], [], []
+    client = Client(port, path, json.dumps(body).encode())
+    t_in, t_http = [], []
     t_end = time.perf_counter() + seconds
     while time.perf_counter() < t_end or len(t_in) < 5:
         t = time.perf_counter()
         inproc()
         t_in.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        try:
-            conn.request("POST", path, body=payload, headers={"Content-Type": "application/json"})
-            r = conn.getresponse()
-            data = r.read()
-            if r.status != 200:
-                bad.append(f"{r.status}: {data[:200]!r}")
-        except (OSError, http.client.HTTPException) as e:
-            bad.append(f"{type(e).__name__}: {e}")
-            conn.close()
-            conn = connect(port)
-        t_http.append(time.perf_counter() - t)
-    conn.close()
-    return t_in, t_http, bad
+        t_http.append(client.post())
+    client.close()
+    return t_in, t_http, client.failures
 
 
 def load(port, path, body, clients, seconds):
@@ -139,25 +155,14 @@ def load(port, path, body, clients, seconds):
     t_end = time.perf_counter() + seconds
 
     def client():
-        conn = connect(port)
-        mine, bad = [], []
+        c = Client(port, path, payload)
+        mine = []
         while time.perf_counter() < t_end:
-            t = time.perf_counter()
-            try:
-                conn.request("POST", path, body=payload, headers={"Content-Type": "application/json"})
-                r = conn.getresponse()
-                data = r.read()
-                if r.status != 200:
-                    bad.append(f"{r.status}: {data[:200]!r}")
-            except (OSError, http.client.HTTPException) as e:
-                bad.append(f"{type(e).__name__}: {e}")
-                conn.close()
-                conn = connect(port)
-            mine.append(time.perf_counter() - t)
-        conn.close()
+            mine.append(c.post())
+        c.close()
         with lock:
             lat.extend(mine)
-            failures.extend(bad)
+            failures.extend(c.failures)
     threads = [threading.Thread(target=client) for _ in range(clients)]
     t0 = time.perf_counter()
     for t in threads:

@@ -204,6 +204,11 @@ def test_tagger_predict_metadata_and_labels(served):
                          {"signature_name": "labels", "inputs": {}})
     assert status == 200 and body["outputs"]["tags"] == TAGS
     np.testing.assert_allclose(body["outputs"]["thresholds"], THRESHOLDS, rtol=1e-6)
+    # The vocabulary per row, through a signature TF Serving itself can run.
+    status, body = jcall(served, "POST", "/v1/models/tagger:predict",
+                         {"signature_name": "with_labels", "instances": [b64(images[0])]})
+    assert status == 200 and body["predictions"][0]["tags"] == TAGS
+    np.testing.assert_allclose(body["predictions"][0]["scores"], want[0], atol=1e-4)
     # Float input signature.
     status, body = jcall(served, "POST", "/v1/models/tagger:predict",
                          {"signature_name": "predict_raw", "instances": pixels.tolist()})

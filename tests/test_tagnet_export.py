@@ -62,6 +62,9 @@ RELOAD = textwrap.dedent("""
     d = np.load(inputs, allow_pickle=True)
     res = {"scores": m.signatures["serving_default"](image=tf.constant(list(d["images"])))["scores"].numpy(),
            "raw": m.signatures["predict_raw"](images=tf.constant(d["pixels"]))["scores"].numpy()}
+    both = m.signatures["with_labels"](image=tf.constant(list(d["images"][:2])))
+    res["with_labels"] = both["scores"].numpy()
+    res["row_tags"] = both["tags"].numpy().astype(str)
     labels = m.signatures["labels"]()
     res["tags"] = labels["tags"].numpy().astype(str)
     res["thresholds"] = labels["thresholds"].numpy()
@@ -106,10 +109,13 @@ def test_export_reload_fresh_process_and_match_keras(tmp_path):
     for line in ("signature_def['serving_default']", "inputs['image'] tensor_info",
                  "dtype: DT_STRING", "outputs['scores'] tensor_info", "shape: (-1, 5)",
                  "signature_def['predict_raw']", "shape: (-1, 32, 32, 3)", "signature_def['labels']",
-                 "outputs['tags'] tensor_info", "outputs['thresholds'] tensor_info"):
+                 "outputs['tags'] tensor_info", "outputs['thresholds'] tensor_info",
+                 "signature_def['with_labels']"):
         assert line in r.stdout, line
     # Vocabulary and per-tag thresholds are baked in.
     assert list(out["tags"]) == TAGS and list(out["attr_tags"]) == TAGS
+    assert out["row_tags"].tolist() == [TAGS, TAGS]
+    np.testing.assert_allclose(out["with_labels"], out["scores"][:2], atol=1e-6)
     np.testing.assert_allclose(out["thresholds"], THRESHOLDS, rtol=1e-6)
     # Raw pixels: the same function as Keras.
     np.testing.assert_allclose(out["raw"], sigmoid(model(pixels).numpy()), atol=1e-4)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import io
 import json
 import os
@@ -61,7 +62,6 @@ class Photo2Anime:
 
     def detect(self, rgb: np.ndarray, image_size: int):
         from translate import photo2anime
-        import collections
         rejected = collections.Counter()
         with self._detector_lock:  # one MTCNN, used by one thread at a time
             if self._detector is None:
