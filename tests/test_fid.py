@@ -44,6 +44,20 @@ def test_fid_matches_reference():
     assert got == pytest.approx(want, rel=1e-6)
 
 
+def test_frechet_distance_sqrtm_form_agrees():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(80, 10))
+    y = rng.normal(size=(60, 10)) * 1.5 + 0.2
+    got = fid.frechet_distance(*fid.statistics(x), *fid.statistics(y))
+    assert got == pytest.approx(_reference_fid(x, y), rel=1e-6)
+
+
+def test_fid_fewer_samples_than_dimensions():
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(30, 200)), rng.normal(size=(25, 200)) + 0.1
+    assert fid.fid(x, y) == pytest.approx(_reference_fid(x, y), rel=1e-6)
+
+
 def test_fid_properties():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 8))
@@ -57,7 +71,9 @@ def test_fid_singular_covariances_stay_finite():
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(5, 12)), rng.normal(size=(5, 12))  # rank 4 < 12
     v = fid.fid(x, y)
-    assert np.isfinite(v) and v == pytest.approx(_reference_fid(x, y), rel=1e-3, abs=1e-3)
+    assert np.isfinite(v) and v == pytest.approx(_reference_fid(x, y), rel=1e-6)
+    w = fid.frechet_distance(*fid.statistics(x), *fid.statistics(y))  # sqrtm of a singular product
+    assert np.isfinite(w) and w == pytest.approx(v, rel=1e-2)
 
 
 def test_mmd2_matches_pairwise_reference():

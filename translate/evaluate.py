@@ -107,7 +107,8 @@ def main(argv):
                       file=sys.stderr)
         features = None
         if FLAGS.inception_weights and "unpaired" in kinds:
-            features = fid.InceptionFeatures(FLAGS.inception_weights)
+            features = evaluation.memoised(fid.InceptionFeatures(FLAGS.inception_weights,
+                                                                      progress=True))
         for name, train_dir, t in zip(evaluation.run_names(FLAGS.train_dir), FLAGS.train_dir, runs):
             print(f"{name}: {t.model} step {t.step} on {FLAGS.split}", flush=True)
             report, imgs = evaluation.evaluate_run(t, cfg, detector, features)

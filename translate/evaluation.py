@@ -31,8 +31,8 @@ Which evaluation runs follows the run's networks (from `translate.loading`):
   - cycle reconstruction L1 (A->B->A and B->A->B, [-1, 1] units as in training);
   - for generators that also output the landmark layer: its L1 against the input layer, after one
     pass and after the cycle.
-  With a landmark channel, generators get RGB + the source layer, and the cycle maps back with the
-  same source layer.
+  With a landmark channel, generators get RGB + the source layer; the cycle maps back with the
+  layer the generator output (landmark_output) or else the source layer, as training does.
 """
 from __future__ import annotations
 
@@ -114,6 +114,22 @@ def run_network(model, x, seed: int, counter: int) -> np.ndarray:
     if isinstance(out, (list, tuple)):
         out = out[0]
     return np.asarray(out)
+
+
+def memoised(features: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """`features` remembered by image content: the real sets' Inception features are computed
+    once, not once per evaluated run."""
+    import hashlib
+    cache: Dict[str, np.ndarray] = {}
+
+    def call(images):
+        images = np.ascontiguousarray(images, np.float32)
+        key = hashlib.sha1(images.tobytes()).hexdigest() + str(images.shape)
+        if key not in cache:
+            cache[key] = features(images)
+        return cache[key]
+
+    return call
 
 
 def _progress(it, total: int, desc: str, enabled: bool):
@@ -415,7 +431,9 @@ def evaluate_unpaired(translator, cfg: EvalConfig, detector: Optional[Detector] 
                                                cfg.progress)):
             x = with_layer(ex["image"][lo:hi], ex, lo, hi)
             fake = run_network(first, x, cfg.seed, b)
-            rec = run_network(second, with_layer(fake, ex, lo, hi), cfg.seed, b)
+            # as in training: back with the layer G carried (landmark_output), else the source's
+            back = fake if lo_flag and fake.shape[-1] > 3 else with_layer(fake, ex, lo, hi)
+            rec = run_network(second, back, cfg.seed, b)
             l1.extend(np.abs(rec[..., :3] - x[..., :3]).mean((1, 2, 3)))
             if lo_flag and lc and fake.shape[-1] > 3:
                 layer_l1.extend(np.abs(fake[..., 3:4] - x[..., 3:4]).mean((1, 2, 3)))
@@ -518,6 +536,10 @@ def run_names(train_dirs: Sequence[str]) -> List[str]:
 TABLE = (
     ("model", ("model",), "{}"),
     ("condition", ("flags", "condition"), "{}"),
+    ("landmark ch.", ("flags", "landmark_channel"), "{}"),
+    ("layer out", ("flags", "landmark_output"), "{}"),
+    ("kp attention", ("flags", "keypoint_attention"), "{}"),
+    ("light", ("flags", "light"), "{}"),
     ("step", ("step",), "{}"),
     ("L1", ("metrics", "l1"), "{:.4f}"),
     ("PSNR", ("metrics", "psnr"), "{:.2f}"),
@@ -532,6 +554,9 @@ TABLE = (
     ("eyes follow", ("metrics", "keypoint_sensitivity", "eye_follow"), "{:.2f}"),
     ("FID p→a", ("metrics", "fid_kid", "photo_to_anime", "fid"), "{:.1f}"),
     ("KID×100 p→a", ("metrics", "fid_kid", "photo_to_anime", "kid"), "{:.2f}", 100.0),
+    ("± std", ("metrics", "fid_kid", "photo_to_anime", "kid_std"), "{:.2f}", 100.0),
+    ("FID a→p", ("metrics", "fid_kid", "anime_to_photo", "fid"), "{:.1f}"),
+    ("FID photos→anime (ref.)", ("metrics", "fid_kid", "reference_photos_vs_anime", "fid"), "{:.1f}"),
     ("landmarks detected", ("metrics", "landmark_fidelity", "detected_share"), "{:.0%}"),
     ("landmark error (IOD)", ("metrics", "landmark_fidelity", "mean_error"), "{:.3f}"),
     ("cycle L1 p→a→p", ("metrics", "cycle", "l1_photo_anime_photo"), "{:.4f}"),
