@@ -1,4 +1,5 @@
-"""pix2pix training step on CPU: our step vs the most straightforward Keras step, same networks.
+"""Training step on CPU (pix2pix or CycleGAN): our step vs the most straightforward Keras step,
+same networks.
 
 Networks: translate/models/pix2pix.py (U-Net-256 G, 70x70 PatchGAN D, instance norm, no norm at
 the 1x1 bottleneck), built separately for each variant from the same seed.
@@ -16,11 +17,22 @@ the parts: G / D forward, G forward+backward, and one Adam update of G (Keras vs
 With `--profile=baseline,ours`, traces 2 steps of each with tf.profiler and prints op time by
 op type (on our AMD CPU, Eigen's Conv2DBackpropFilter / Conv2DBackpropInput take about 5x the
 forward Conv2D time: that, not the optimizer, is what is left).
+CycleGAN (--model=cyclegan; 2 ResNet generators, 2 PatchGANs, junyanz sizes at 256):
+
+* baseline: the straightforward step (TF CycleGAN tutorial style, with the published losses):
+  plain tf.function, one persistent tape, 6 generator calls (fake, cycle, identity per
+  direction), D called on the real and the fake image separately, LSGAN + 10 cycle + 5
+  identity, keras.optimizers.Adam x4, keras Conv2D everywhere, no history pool.
+* ours: translate.cyclegan_family's step (which also runs the 50-image history pools, so one
+  more D call per domain): layers.FastConv2D (gradients as forward convolutions), batched
+  generator and D calls, FusedAdam x2 (one per pair of networks, as junyanz).
+
 Prints a table, the ratio ours / baseline (goal <= 0.65) from the median wall time, the best
 wall time and the process CPU time per step (on a busy machine they disagree: quote all three),
 and ends with ONE JSON line.
 
   PYTHONPATH=. python benchmarks/train_step.py --model=pix2pix [--image_size=256] [--steps=6]
+  PYTHONPATH=. python benchmarks/train_step.py --model=cyclegan --steps=2 --rounds=2 --warmup=1
 """
 from __future__ import annotations
 
@@ -38,6 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 VARIANTS = ("baseline", "ours", "ours_xla")
+CYCLEGAN_VARIANTS = ("baseline", "ours")
 LAMBDA = 100.0
 
 
@@ -99,6 +112,66 @@ def build(variant: str, size: int, in_channels: int, batch: int, seed: int = 0):
     return step, (cond, target), (G, D)
 
 
+def build_cyclegan(variant: str, size: int, in_channels: int, batch: int, seed: int = 0):
+    """(step_fn, args, nets) for one CycleGAN variant."""
+    import keras
+    import tensorflow as tf
+
+    from translate import unpaired_training
+    from translate.models import cyclegan
+
+    keras.utils.set_random_seed(seed)
+    a = tf.random.stateless_uniform([batch, size, size, in_channels], [seed, 1], -1, 1)
+    b = tf.random.stateless_uniform([batch, size, size, in_channels], [seed, 2], -1, 1)
+    if variant == "ours":
+        cfg = unpaired_training.UnpairedConfig(dataset_dir="-", train_dir="-", image_size=size,
+                                               landmark_channel=in_channels == 4, batch_size=batch)
+        family = unpaired_training.get_family("cyclegan")(cfg)
+        family.build(in_channels)
+        step = tf.function(lambda x, y: family.replica_step(x, y)["G_total"])
+        return step, (a, b), (family.g_ab, family.g_ba, family.d_a, family.d_b)
+    if variant != "baseline":
+        raise ValueError(f"--model=cyclegan variants: {CYCLEGAN_VARIANTS}")
+    G_AB = cyclegan.resnet_generator(size, in_channels, fast_conv=False)
+    G_BA = cyclegan.resnet_generator(size, in_channels, fast_conv=False)
+    D_A = cyclegan.patch_discriminator(size, 3, fast_conv=False)
+    D_B = cyclegan.patch_discriminator(size, 3, fast_conv=False)
+    opts = [keras.optimizers.Adam(2e-4, beta_1=0.5) for _ in range(4)]
+    mse = lambda s, t: tf.reduce_mean(tf.square(s - t))  # noqa: E731
+    l1 = lambda x, y: tf.reduce_mean(tf.abs(x - y))  # noqa: E731
+
+    def with_layer(img, src):  # the cycle maps back with the source's landmark layer
+        return img if in_channels == 3 else tf.concat([img, src[..., 3:]], -1)
+
+    @tf.function
+    def step(real_a, real_b):
+        with tf.GradientTape(persistent=True) as tape:
+            fake_b = G_AB(real_a, training=True)
+            cycled_a = G_BA(with_layer(fake_b, real_a), training=True)
+            fake_a = G_BA(real_b, training=True)
+            cycled_b = G_AB(with_layer(fake_a, real_b), training=True)
+            same_a = G_BA(real_a, training=True)
+            same_b = G_AB(real_b, training=True)
+            disc_real_a = D_A(real_a[..., :3], training=True)
+            disc_real_b = D_B(real_b[..., :3], training=True)
+            disc_fake_a = D_A(fake_a, training=True)
+            disc_fake_b = D_B(fake_b, training=True)
+            cycle = l1(real_a[..., :3], cycled_a) + l1(real_b[..., :3], cycled_b)
+            g_ab_loss = mse(disc_fake_b, 1.0) + 10.0 * cycle + 5.0 * l1(real_b[..., :3], same_b)
+            g_ba_loss = mse(disc_fake_a, 1.0) + 10.0 * cycle + 5.0 * l1(real_a[..., :3], same_a)
+            d_a_loss = 0.5 * (mse(disc_real_a, 1.0) + mse(disc_fake_a, 0.0))
+            d_b_loss = 0.5 * (mse(disc_real_b, 1.0) + mse(disc_fake_b, 0.0))
+        for loss, net, opt in ((g_ab_loss, G_AB, opts[0]), (g_ba_loss, G_BA, opts[1]),
+                               (d_a_loss, D_A, opts[2]), (d_b_loss, D_B, opts[3])):
+            opt.apply_gradients(zip(tape.gradient(loss, net.trainable_variables), net.trainable_variables))
+        return g_ab_loss
+    return step, (a, b), (G_AB, G_BA, D_A, D_B)
+
+
+def build_any(model: str, variant: str, size: int, in_channels: int, batch: int):
+    return (build_cyclegan if model == "cyclegan" else build)(variant, size, in_channels, batch)
+
+
 def timed(fn, args, n, cpu=None):
     """Wall seconds per step; with a list `cpu`, also appends process CPU seconds per step
     (user + sys: less sensitive than wall time to other users' load on a shared machine)."""
@@ -113,9 +186,9 @@ def timed(fn, args, n, cpu=None):
     return out
 
 
-def memory_child(variant, size, in_channels, batch, warmup):
+def memory_child(model, variant, size, in_channels, batch, warmup):
     rss0 = _rss_mb()
-    step, args, _ = build(variant, size, in_channels, batch)
+    step, args, _ = build_any(model, variant, size, in_channels, batch)
     rss_built = _rss_mb()
     timed(step, args, warmup + 2)
     print(json.dumps({"variant": variant, "peak_rss_mb": round(_rss_mb(), 1),
@@ -198,11 +271,13 @@ def profile(step, args, logdir: str, steps: int = 2, top: int = 12):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="pix2pix", choices=["pix2pix"])
+    ap.add_argument("--model", default="pix2pix", choices=["pix2pix", "cyclegan"])
     ap.add_argument("--image_size", type=int, default=256)
     ap.add_argument("--batch_size", type=int, default=1)
-    ap.add_argument("--in_channels", type=int, default=1, help="1 = --condition=keypoints")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--in_channels", type=int, default=None,
+                    help="pix2pix: 1 = --condition=keypoints (default); cyclegan: 3 (default) or 4 = --landmark_channel")
+    ap.add_argument("--variants", default=None, help=f"pix2pix: {','.join(VARIANTS)} (default); "
+                    f"cyclegan: {','.join(CYCLEGAN_VARIANTS)}")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per variant per round")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=2)
@@ -212,13 +287,18 @@ def main():
                     "tf.profiler (2 steps each): op time per step by op type")
     ap.add_argument("--memory_child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    size, ch, batch = a.image_size, a.in_channels, a.batch_size
+    size, batch = a.image_size, a.batch_size
+    ch = a.in_channels if a.in_channels is not None else (3 if a.model == "cyclegan" else 1)
     if a.memory_child:
-        memory_child(a.memory_child, size, ch, batch, a.warmup)
+        memory_child(a.model, a.memory_child, size, ch, batch, a.warmup)
         return
-    variants = [v for v in a.variants.split(",") if v]
+    all_variants = CYCLEGAN_VARIANTS if a.model == "cyclegan" else VARIANTS
+    variants = [v for v in (a.variants or ",".join(all_variants)).split(",") if v]
+    bad = [v for v in variants if v not in all_variants]
+    if bad:
+        ap.error(f"--model={a.model} has no variant(s) {bad}; choose from {all_variants}")
     load_before = [round(x, 2) for x in os.getloadavg()]
-    print(f"pix2pix train step, {size}x{size}, batch {batch}, {ch}-channel condition; "
+    print(f"{a.model} train step, {size}x{size}, batch {batch}, {ch}-channel input; "
           f"{os.cpu_count()} CPUs, load average {load_before}")
 
     import tensorflow as tf
@@ -226,7 +306,7 @@ def main():
                "loadavg_before": load_before}
     built, first = {}, {}
     for v in variants:
-        step, args, _ = build(v, size, ch, batch)
+        step, args, _ = build_any(a.model, v, size, ch, batch)
         t0 = time.perf_counter()
         float(step(*args))
         first[v] = round(time.perf_counter() - t0, 2)
@@ -269,12 +349,13 @@ def main():
         for k, ms in prof.items():
             print(f"  {k:36s} {ms:8.1f}")
     del built
-    if a.components:
+    if a.components and a.model == "pix2pix":
         print("components (median s):")
         figures["components_s"] = components(size, ch, batch)
     if not a.no_memory:
         for v in variants:
             out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--memory_child={v}",
+                                  f"--model={a.model}",
                                   f"--image_size={size}", f"--batch_size={batch}", f"--in_channels={ch}",
                                   f"--warmup={a.warmup}"], capture_output=True, text=True)
             line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
