@@ -109,6 +109,7 @@ class UGATITFamily(Family):
             return [o[:n] for o in out], [o[n:] for o in out]
         return fn(x), fn(y)
 
+    @tf.autograph.experimental.do_not_convert  # plain Python control flow; saves tracing time
     def _grads_fn(self, photo, anime):
         o = self.options
         adv, cyc, idt, cam = (float(o[k]) for k in ("adv_weight", "cycle_weight", "identity_weight",
@@ -144,6 +145,7 @@ class UGATITFamily(Family):
         metrics.update({f"D_{k[5:]}": avg(v) for k, v in d_loss.items()})
         return g_grads, d_grads, metrics
 
+    @tf.autograph.experimental.do_not_convert
     def replica_step(self, photo: tf.Tensor, anime: tf.Tensor) -> Dict[str, tf.Tensor]:
         g_grads, d_grads, metrics = self._grads(photo, anime)
         wd = float(self.options["weight_decay"])
