@@ -73,3 +73,12 @@ def test_checkpoint_resume_continues_the_same_sequence(tmp_path):
     rest_b = [float(b.query(_image(v))[0, 0, 0, 0]) for v in range(6, 20)]
     assert rest_a == rest_b
     assert rest_a == _reference(3, 5, list(range(20)))[0][6:]
+
+
+def test_works_under_a_mirrored_strategy():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        pool = HistoryPool(3, [2, 2, 1], seed=2)
+    step = tf.function(lambda x: strategy.run(pool.query, args=(x,)))
+    got = [float(step(_image(v))[0, 0, 0, 0]) for v in range(10)]
+    assert got == _reference(3, 2, list(range(10)))[0]

@@ -6,7 +6,7 @@ Examples:
       --condition=keypoints_colors --image_size=256 --max_steps=200000
   python -m translate.train --model=cyclegan --dataset_dir=data/cyc --train_dir=runs/cyc \\
       --landmark_channel --image_size=256 --max_steps=200000
-  # a small CycleGAN that shows something within an hour on 2 CPU cores (translate/README.md):
+  # a small CycleGAN for CPUs (see translate/cyclegan_family.py for its measured speed):
   python -m translate.train --model=cyclegan --dataset_dir=data/cyc --train_dir=runs/cyc128 \\
       --landmark_channel --image_size=128 --ngf=32 --ndf=32 --n_blocks=6 --max_steps=3000
 

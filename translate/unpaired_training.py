@@ -365,7 +365,7 @@ class UnpairedTrainer:
                         tf.summary.scalar("steps_per_sec", rate)
                     (bar.write if bar is not None else self.log)(
                         f"step {step}/{cfg.max_steps}  {family.log_line(m)}  "
-                             f"lr {family.learning_rate():.3g}  {1 / max(rate, 1e-9):.2f} s/step")
+                        f"lr {family.learning_rate():.3g}  {1 / max(rate, 1e-9):.2f} s/step")
                 if step % cfg.save_every == 0:
                     self.save()
                     saved_at = step
