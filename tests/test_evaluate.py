@@ -62,6 +62,7 @@ def test_trained_pix2pix_report_has_every_metric(p2p, tmp_path):
     assert m["color_fidelity"]["count"] > 0 and m["color_fidelity"]["mean_rgb_distance"] >= 0
     memo = m["memorisation"]
     assert 0 <= memo["closer_to_train_share"] <= 1 and memo["mean_train_to_own_ratio"] > 0
+    assert memo["reference_targets_nearest_train"] > 0 and "reference_mean_train_image" in memo
     ks = m["keypoint_sensitivity"]
     assert ks["shift"]["keypoint_move"] == pytest.approx(0.05 * np.sqrt(2), rel=1e-4)
     assert ks["output_change_per_unit_move"] > 0  # a real U-Net sees its layer
@@ -90,6 +91,8 @@ def test_memorising_generator_is_flagged(p2p):
     m, _ = evaluation.evaluate_pix2pix(_translator(gen), cfg)
     assert m["memorisation"]["closer_to_train_share"] == 1.0
     assert m["memorisation"]["mean_train_to_own_ratio"] < 0.02  # uint8 rounding only
+    ref = m["memorisation"]["reference_mean_train_image"]  # blur reference: clearly above recall
+    assert ref["mean_train_to_own_ratio"] > 0.2
     assert m["keypoint_sensitivity"]["output_change_per_unit_move"] == 0.0
 
 

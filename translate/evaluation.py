@@ -14,7 +14,8 @@ Which evaluation runs follows the run's networks (from `translate.loading`):
   - memorisation: for each output, the distance (RMS, [0, 1], at <= 64 px) to its own target and
     to the nearest TRAINING target; the share of outputs closer to some training target than to
     their own, and the mean ratio nearest-training / own (~0 for a net that recalls training
-    pictures);
+    pictures), next to the same numbers for the mean training image as every output (blur, not
+    recall, gets a model near that reference);
   - keypoint sensitivity: the input keypoints shifted and scaled, the layer re-rendered, and the
     mean |output change| per unit of keypoint move (normalised coordinates) and relative to the
     layer's own change; with the same dropout masks, a net that ignores keypoints scores exactly
@@ -217,6 +218,18 @@ def landmark_fidelity(images_u8: np.ndarray, points: np.ndarray, mask: np.ndarra
     return result, found
 
 
+def _fidelity_with_reference(outputs_u8, source: dict, real: dict, ref_name: str,
+                             detector: Detector, progress: bool):
+    """landmark_fidelity of outputs vs the source keypoints, plus the detector's share and error
+    on the real images of the output domain (how well it can do there at all)."""
+    result, detections = landmark_fidelity(outputs_u8, source["points"], source["point_mask"],
+                                           detector, progress, "detect outputs")
+    ref, _ = landmark_fidelity(to_uint8(real["image"]), real["points"], real["point_mask"],
+                               detector, progress, "detect real")
+    result[ref_name] = {k: ref[k] for k in ("detected_share", "mean_error")}
+    return result, detections
+
+
 # ----------------------------------------------------------------------------- pix2pix
 def _pix2pix_pairs(cfg: EvalConfig, condition: str, image_size: int):
     """(inputs, targets) numpy batches in stored order, as training built them (same condition
@@ -291,12 +304,8 @@ def evaluate_pix2pix(translator, cfg: EvalConfig, detector: Optional[Detector] =
 
     detections = [None] * n
     if detector is not None:
-        kp, detections = landmark_fidelity(outputs_u8, raw["points"], raw["point_mask"], detector,
-                                           cfg.progress, "detect outputs")
-        ref, _ = landmark_fidelity(to_uint8(raw["image"]), raw["points"], raw["point_mask"],
-                                   detector, cfg.progress, "detect targets")
-        kp["reference_targets"] = {k: ref[k] for k in ("detected_share", "mean_error")}
-        metrics["keypoint_fidelity"] = kp
+        metrics["keypoint_fidelity"], detections = _fidelity_with_reference(
+            outputs_u8, raw, raw, "reference_targets", detector, cfg.progress)
         # eyes follow the shift: detected eye displacement along the shift, over the shift
         _, moved_det = landmark_fidelity(np.concatenate(shifted_out), raw["points"] + cfg.shift,
                                          raw["point_mask"], detector, cfg.progress, "detect shifted")
@@ -369,30 +378,56 @@ def _color_fidelity(outputs_u8, targets_u8, raw, requested, detections) -> dict:
 
 
 def _memorisation(outputs_u8, targets, cfg: EvalConfig, s: int):
-    """(metrics, nearest training targets) or (None, reason)."""
+    """(metrics, nearest training targets) or (None, reason).
+
+    Two references put the numbers in context: the test targets' own nearest training target
+    (how far the split is from the training set at all), and the MEAN training target used as
+    every output (a blurred "average face" is also closer to some training target than to its
+    own: a model near that reference is blurry, one far below it recalls training pictures).
+    """
     out = _downsample(outputs_u8.astype(np.float32) / 127.5 - 1.0, MEMO_SIZE)
-    own = np.sqrt(((out - _downsample(targets, MEMO_SIZE)) ** 2).mean(1))
+    tgt = _downsample(targets, MEMO_SIZE)
+    own = np.sqrt(((out - tgt) ** 2).mean(1))
     try:
         info = records.read_info(cfg.dataset_dir, task="pix2pix")
-        ds, count = data._examples(cfg.dataset_dir, cfg.train_split, "anime", info, s, False, 0,
-                                   False, 1, False, None, False, data.AUTOTUNE)
+        records.split_shards(cfg.dataset_dir, info, cfg.train_split, "anime")
     except records.DatasetError as e:
         return None, f"no training targets to compare with ({e})"
-    best = np.full(len(out), np.inf)
+
+    def train_batches(desc):
+        ds, count = data._examples(cfg.dataset_dir, cfg.train_split, "anime", info, s, False, 0,
+                                   False, 1, False, None, False, data.AUTOTUNE)
+        batches = ds.map(lambda ex: ex["image"]).batch(64)
+        for imgs in _progress(batches, math.ceil(count / 64), desc, cfg.progress):
+            imgs = imgs.numpy()
+            yield imgs, _downsample(imgs, MEMO_SIZE)
+
+    rows = np.arange(len(out))
+    best, tgt_best = np.full(len(out), np.inf), np.full(len(out), np.inf)
     best_img = np.zeros([len(out), s, s, 3], np.uint8)
-    batches = ds.map(lambda ex: ex["image"]).batch(64)
-    for imgs in _progress(batches, math.ceil(count / 64), "memorisation batches", cfg.progress):
-        imgs = imgs.numpy()
-        d = _rms_distances(out, _downsample(imgs, MEMO_SIZE))
+    total, count = 0.0, 0
+    for imgs, small in train_batches("memorisation batches"):
+        d = _rms_distances(out, small)
         j = d.argmin(1)
-        better = d[np.arange(len(out)), j] < best
-        best = np.where(better, d[np.arange(len(out)), j], best)
+        better = d[rows, j] < best
+        best = np.where(better, d[rows, j], best)
         best_img[better] = to_uint8(imgs[j[better]])
+        tgt_best = np.minimum(tgt_best, _rms_distances(tgt, small).min(1))
+        total, count = total + small.sum(0), count + len(small)
+    mean_img = (total / count)[None]
+    mean_own = np.sqrt(((mean_img - tgt) ** 2).mean(1))
+    mean_train = min(_rms_distances(mean_img, small).min() for _, small in
+                     train_batches("memorisation reference"))
     ratio = best / np.maximum(own, 1e-12)
     return ({"closer_to_train_share": float(np.mean(best < own)),
              "mean_train_to_own_ratio": float(np.mean(ratio)),
              "mean_distance_own": float(own.mean()), "mean_distance_train": float(best.mean()),
-             "num_train": int(count), "distances_own": own.tolist(), "distances_train": best.tolist()},
+             "num_train": int(count),
+             "reference_targets_nearest_train": float(tgt_best.mean()),
+             "reference_mean_train_image": {
+                 "closer_to_train_share": float(np.mean(mean_train < mean_own)),
+                 "mean_train_to_own_ratio": float(np.mean(mean_train / np.maximum(mean_own, 1e-12)))},
+             "distances_own": own.tolist(), "distances_train": best.tolist()},
             {"images": best_img})
 
 
@@ -459,12 +494,8 @@ def evaluate_unpaired(translator, cfg: EvalConfig, detector: Optional[Detector] 
 
     fb_u8 = to_uint8(fake_b[..., :3])
     if detector is not None:
-        lf, _ = landmark_fidelity(fb_u8, photo["points"], photo["point_mask"], detector,
-                                  cfg.progress, "detect outputs")
-        ref, _ = landmark_fidelity(to_uint8(anime["image"]), anime["points"], anime["point_mask"],
-                                   detector, cfg.progress, "detect real anime")
-        lf["reference_real_anime"] = {k: ref[k] for k in ("detected_share", "mean_error")}
-        metrics["landmark_fidelity"] = lf
+        metrics["landmark_fidelity"], _ = _fidelity_with_reference(
+            fb_u8, photo, anime, "reference_real_anime", detector, cfg.progress)
     else:
         skipped["landmark_fidelity"] = "no anime face detector"
 
@@ -549,6 +580,8 @@ TABLE = (
     ("colour dist.", ("metrics", "color_fidelity", "mean_rgb_distance"), "{:.1f}"),
     ("closer to train", ("metrics", "memorisation", "closer_to_train_share"), "{:.0%}"),
     ("train/own dist.", ("metrics", "memorisation", "mean_train_to_own_ratio"), "{:.2f}"),
+    ("(mean image)", ("metrics", "memorisation", "reference_mean_train_image",
+                      "mean_train_to_own_ratio"), "{:.2f}"),
     ("kp sensitivity", ("metrics", "keypoint_sensitivity", "output_change_per_unit_move"), "{:.3f}"),
     ("vs layer", ("metrics", "keypoint_sensitivity", "relative_to_layer"), "{:.3f}"),
     ("eyes follow", ("metrics", "keypoint_sensitivity", "eye_follow"), "{:.2f}"),
