@@ -14,9 +14,10 @@ Deviations from the published code, all deliberate:
 
 * Spectral norm is our own `SNConv2D` (Miyato / torch.nn.utils.spectral_norm: W / sigma(W),
   one power iteration per training call, gradient through sigma). keras.layers.SpectralNormalization
-  instead *overwrites* the kernel with W / sigma inside the forward pass (the old tensorflow-addons
-  scheme, no gradient through sigma) and assigns to a trainable variable in replica context,
-  which a distribution strategy does not allow for mirrored variables without an aggregation.
+  does run in a tf.function under a (one-device) MirroredStrategy, but it *overwrites* the
+  trainable kernel with W / sigma inside every training forward pass (the tensorflow-addons
+  scheme): no gradient through sigma, Adam's moments then refer to a kernel that is rescaled
+  behind their back, and each of a step's D calls renormalises again.
   The D's CAM logit weights (a 1 x C matrix, sigma = its norm) are normalised exactly; the CAM
   re-weighting uses the normalised weights (PyTorch re-weights with the raw `weight_orig`).
 * The CAM's "re-weight by the GAP weights, re-weight by the GMP weights, concat, 1x1 conv" is
