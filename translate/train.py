@@ -91,7 +91,7 @@ flags.DEFINE_float("identity_weight", 10.0, "UGATIT identity (L1) weight.")
 flags.DEFINE_float("cam_weight", 1000.0, "UGATIT generator CAM (BCE) weight.")
 flags.DEFINE_float("weight_decay", 1e-4, "UGATIT L2 weight decay added to the gradients (PyTorch Adam's).")
 flags.DEFINE_bool("batch_calls", True, "UGATIT: one network call for each generator's translation + "
-                  "identity and each discriminator's real + fake (same result, faster).")
+                  "identity and each discriminator's real + fake (per-example norms: same outputs, faster).")
 # ---- end of ugatit flags ----
 
 flags.mark_flags_as_required(["dataset_dir", "train_dir"])

@@ -6,8 +6,9 @@ the pix2pix and CycleGAN steps: G and D are updated simultaneously from the same
 and discriminators for G's update (8 generator and 12 discriminator passes per step); here it is
 6 generator and 8 discriminator passes, and each generator's two calls on real images
 (translation and identity) share one batch, as do each discriminator's real and fake inputs
-(`batch_calls`; instance norm, LIN/AdaLIN and spectral norm are per example or per weight, so
-a shared batch computes exactly the separate calls).
+(`batch_calls`; instance norm and LIN/AdaLIN are per example, so a shared batch computes the
+separate calls' outputs; spectral norm then runs one power iteration per discriminator and step
+instead of two).
 
 Losses (weights adversarial 1, cycle 10, identity 10, CAM 1000): LSGAN on the patch logits and
 the CAM logits of the global and local discriminators of each domain, L1 cycle and identity, and
