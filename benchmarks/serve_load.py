@@ -10,7 +10,9 @@ starts the server as a subprocess on a free loopback port, and per model measure
      with 2. one client's HTTP requests (p50 latency), so both see the same machine load.
      Server overhead per request = p50(HTTP) - median(in process), also as a share of the model
      time (goal for the tagger: <= 15%), the same from the fastest call of each kind, and the
-     server's CPU time per request against the in-process call's (robust to a busy machine);
+     server's CPU time per request against the in-process call's (robust to a busy machine, but
+     it counts the TF thread pools' spinning after each call in the server and not in process,
+     so it overstates the overhead somewhat);
   3. --clients concurrent clients (keep-alive connections) for --duration s: requests/s, p50 and
      p99 latency, failed requests (must be 0).
 The last line is one JSON object with every figure.
