@@ -114,3 +114,17 @@ def test_anime_threshold_differs_from_photo():
     assert quality.check(face) is None
     face.domain, face.detector = "photo", "mtcnn"
     assert quality.check(face) == "low_score"
+
+
+def test_photo_to_anime_points_keeps_eyes_and_shortens_the_face():
+    from translate.align import GEOMETRY, photo_to_anime_points
+    from translate.faces import POINT_NAMES
+    ph, an = GEOMETRY["photo"], GEOMETRY["anime"]
+    eye_l, eye_r = (0.5 - ph.eye_distance / 2, ph.eye_y), (0.5 + ph.eye_distance / 2, ph.eye_y)
+    chin_drop = 1.884 * ph.eye_distance  # a median photo chin
+    pts = np.array([eye_l, eye_r, (0.5, ph.eye_y + 0.15), (0.5, ph.eye_y + 0.28), (0.52, ph.eye_y + chin_drop)])
+    out = photo_to_anime_points(pts, POINT_NAMES)
+    np.testing.assert_allclose(out[:2], [(0.5 - an.eye_distance / 2, an.eye_y), (0.5 + an.eye_distance / 2, an.eye_y)], atol=1e-6)
+    # the chin lands about one anime eye distance below the eyes (hololive median 1.02)
+    assert abs((out[4, 1] - an.eye_y) / an.eye_distance - 1.02) < 0.02
+    assert out[4, 0] > 0.5 and np.all(np.diff(out[2:, 1]) > 0)  # order kept, sideways offset kept

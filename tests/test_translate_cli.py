@@ -120,7 +120,9 @@ def test_runner_matches_the_generator_on_the_pipeline_condition(run, astronaut_f
     assert runner.input_names == export.input_names(runner.translator.flags)
     got = runner.translate(astronaut_faces, seed=3)
     f = astronaut_faces[0]
-    cond = data.pix2pix_condition(f.keypoints, f.point_mask, f.colors, f.color_mask, S,
+    points = photo2anime.model_keypoints(f, runner.input_names)  # anime proportions for pix2pix
+    assert np.allclose(points[:2], f.keypoints[:2], atol=0.06) and points[4, 1] < f.keypoints[4, 1]
+    cond = data.pix2pix_condition(points, f.point_mask, f.colors, f.color_mask, S,
                                   "keypoints_colors_noise", tf.constant([3, 0], tf.int64))
     want = photo2anime.to_uint8(runner.module.generator(cond[None], training=False).numpy())
     assert got.shape == (1, S, S, 3) and got.dtype == np.uint8

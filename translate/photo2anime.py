@@ -141,12 +141,26 @@ def face_seeds(n: int, seed: Optional[int] = None) -> np.ndarray:
     return np.arange(seed, seed + n, dtype=np.int64)
 
 
+def model_keypoints(face: PreparedFace, input_names: Sequence[str], anime_proportions: bool = True) -> np.ndarray:
+    """The keypoints to give a translator. One that takes the photo too (CycleGAN with the landmark
+    channel) gets them where they are in the photo crop. One that draws the face from keypoints
+    alone (pix2pix, trained on anime crops) gets them in anime proportions
+    (`align.photo_to_anime_points`), unless `anime_proportions` is False."""
+    from translate import export
+    from translate.align import photo_to_anime_points
+    from translate.faces import POINT_NAMES
+
+    if export.IMAGE in input_names or not anime_proportions or face.face.domain != "photo":
+        return face.keypoints
+    return photo_to_anime_points(face.keypoints, POINT_NAMES)
+
+
 def serving_inputs(faces: Sequence[PreparedFace], input_names: Sequence[str], seed: Optional[int] = None,
-                   raw: bool = False) -> Dict[str, np.ndarray]:
+                   raw: bool = False, anime_proportions: bool = True) -> Dict[str, np.ndarray]:
     """The batch for an exported translator's signature, only the inputs it names.
 
     `image` is PNG bytes of the aligned crops (object array) for serving_default, or with `raw`
-    float32 [B, S, S, 3] in [-1, 1] for predict_raw.
+    float32 [B, S, S, 3] in [-1, 1] for predict_raw. Keypoints: see `model_keypoints`.
     """
     from translate import export
 
@@ -158,7 +172,8 @@ def serving_inputs(faces: Sequence[PreparedFace], input_names: Sequence[str], se
             else:
                 out[name] = np.array([encode_png(f.aligned) for f in faces], dtype=object)
         elif name == export.KEYPOINTS:
-            out[name] = np.stack([f.keypoints for f in faces]).astype(np.float32)
+            out[name] = np.stack([model_keypoints(f, input_names, anime_proportions)
+                                  for f in faces]).astype(np.float32)
         elif name == export.POINT_MASK:
             out[name] = np.stack([f.point_mask for f in faces]).astype(np.float32)
         elif name == export.COLORS:
@@ -181,7 +196,8 @@ class Runner:
     """Runs a loaded translator (`translate.loading.load`) on prepared faces, in process, through
     the export's serving graph (`predict_raw`)."""
 
-    def __init__(self, translator, direction: str = "photo2anime", inference_dropout: bool = True):
+    def __init__(self, translator, direction: str = "photo2anime", inference_dropout: bool = True,
+                 anime_proportions: bool = True):
         from translate import export
 
         self.translator = translator
@@ -190,13 +206,15 @@ class Runner:
         self.input_names = list(self.module.input_names)
         self.image_size = self.module.image_size
         self.domain = "photo" if direction == "photo2anime" else "anime"
+        self.anime_proportions = anime_proportions
 
     def translate(self, faces: Sequence[PreparedFace], seed: Optional[int] = None) -> np.ndarray:
         """uint8 [B, S, S, 3] translated faces (an empty batch for no faces)."""
         s = self.image_size
         if not faces:
             return np.zeros([0, s, s, 3], np.uint8)
-        inputs = serving_inputs(faces, self.input_names, seed, raw=True)
+        inputs = serving_inputs(faces, self.input_names, seed, raw=True,
+                                anime_proportions=self.anime_proportions)
         out = self.module.predict_raw(*[inputs[n] for n in self.input_names])[self.output_key]
         return to_uint8(out.numpy())
 
@@ -204,5 +222,6 @@ class Runner:
         """The face's landmark layer as uint8 RGB [S, S, 3] (for side-by-side pictures)."""
         from translate import landmarks
 
-        lay = landmarks.render(face.keypoints, face.point_mask, self.image_size).numpy()[..., 0]
+        points = model_keypoints(face, self.input_names, self.anime_proportions)
+        lay = landmarks.render(points, face.point_mask, self.image_size).numpy()[..., 0]
         return np.repeat(landmarks.to_uint8(lay)[..., None], 3, axis=-1)

@@ -41,6 +41,9 @@ flags.DEFINE_string("right_eye_color", None, "Colour of the image-right eye #rrg
 flags.DEFINE_bool("side_by_side", False, "Also write <name>_side.png: aligned photo | landmark layer | output.")
 flags.DEFINE_enum("direction", "photo2anime", ["photo2anime", "anime2photo"],
                   "photo2anime (all models); anime2photo (CycleGAN / UGATIT; detects anime faces).")
+flags.DEFINE_bool("anime_proportions", True, "For nets that draw the face from keypoints alone "
+                  "(pix2pix): move the photo's nose, mouth and chin up to anime proportions "
+                  "(anime faces are ~0.6x as long below the eyes); see translate/align.py.")
 flags.DEFINE_integer("seed", None, "Seed for dropout and the noise condition (same seed, same output).")
 flags.DEFINE_integer("max_faces", None, "Translate at most this many faces per photo (best first).",
                      lower_bound=1)
@@ -170,7 +173,8 @@ def main(argv):
 
     try:
         translator = loading.load(FLAGS.model_dir)
-        runner = photo2anime.Runner(translator, FLAGS.direction)
+        runner = photo2anime.Runner(translator, FLAGS.direction,
+                                    anime_proportions=FLAGS.anime_proportions)
     except (loading.LoadError, export.ExportError) as e:
         raise UsageProblem(str(e)) from None
     config = quality.QualityConfig()
