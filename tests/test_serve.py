@@ -250,6 +250,9 @@ def test_translator_predict_and_photo2anime_pipeline(served):
     status, _, data2 = call(served, "POST", "/v1/pipelines/photo2anime?model=p2p",
                             json.dumps(b64(photo)).encode(), {"Content-Type": "application/json"})
     assert status == 200 and data2 == data  # deterministic translator, same face
+    status, _, data3 = call(served, "POST", "/v1/pipelines/photo2anime?model=p2p&hair=%23ff0000"
+                            "&anime_proportions=0&seed=3", photo)
+    assert status == 200 and data3 != data  # another hair colour, the photo's own proportions
     cases = [
         ("?model=p2p", encode(np.full((200, 200, 3), 128, np.uint8)), 422, "no usable face"),
         ("?model=p2p", b"definitely not an image", 400, "not a readable image"),
@@ -258,6 +261,8 @@ def test_translator_predict_and_photo2anime_pipeline(served):
         ("?model=tagger", photo, 400, "not a translator"),
         ("?model=nope", photo, 404, "Servable not found"),
         ("?model=p2p", b'{"b64": 5}', 400, "JSON body"),
+        ("?model=p2p&hair=red", photo, 400, "colour option"),
+        ("?model=p2p&seed=-1", photo, 400, "seed"),
     ]
     for query, body_bytes, want_status, message in cases:
         status, headers, data = call(served, "POST", "/v1/pipelines/photo2anime" + query, body_bytes)

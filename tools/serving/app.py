@@ -4,6 +4,7 @@
   GET  /v1/models/NAME[/versions/N]/metadata     signature_def map (GetModelMetadataResponse JSON)
   POST /v1/models/NAME[/versions/N]:predict      "instances" | "inputs", "signature_name"
   POST /v1/pipelines/photo2anime?model=NAME      photo (JPEG/PNG body or {"b64": ...}) -> PNG
+       [&version=N&hair=%23rrggbb&skin=...&eye=...&seed=N&anime_proportions=0]
   GET  /v1/models                                names and versions (not in TF Serving)
 
 Everything that touches TensorFlow or parses a large body runs in a thread pool, never on the event
@@ -200,10 +201,13 @@ class Server:
         version = request.query_params.get("version")
         if version is not None and not version.isdigit():
             raise ServingError(400, f"version {version!r} is not an integer")
+        options = {k: request.query_params[k] for k in ("hair", "skin", "eye", "seed",
+                                                          "anime_proportions")
+                   if k in request.query_params}
         body = await self.read_body(request)
         png, headers = await self.offload(
             self.pipeline.run, body, request.headers.get("content-type", ""), model,
-            int(version) if version else None)
+            int(version) if version else None, options)
         return Response(png, media_type="image/png", headers=headers)
 
 

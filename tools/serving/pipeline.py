@@ -4,6 +4,8 @@ Detection (MTCNN), the usability filter, alignment, keypoints and colours come f
 translate.photo2anime (imported on first use, so the server runs taggers without it); the
 translator is any SavedModel under the model base path that follows translate/export.py's
 serving contract. The best-scoring usable face is translated; 422 when there is none.
+Query options as translate/translate.py's flags: hair / skin / eye colour overrides (#rrggbb),
+seed (pix2pix noise condition), anime_proportions=0 (keypoints as measured on the photo).
 """
 from __future__ import annotations
 
@@ -60,15 +62,33 @@ class Photo2Anime:
         self._detector = None
         self._detector_lock = threading.Lock()
 
-    def detect(self, rgb: np.ndarray, image_size: int):
+    def detect(self, rgb: np.ndarray, image_size: int, colors=None):
         from translate import photo2anime
         rejected = collections.Counter()
         with self._detector_lock:  # one MTCNN, used by one thread at a time
             if self._detector is None:
                 self._detector = photo2anime.default_detector("photo")
             faces = photo2anime.prepare_faces(rgb, image_size, detector=self._detector,
-                                              max_faces=1, rejected=rejected)
+                                              colors=colors, max_faces=1, rejected=rejected)
         return faces, rejected
+
+    @staticmethod
+    def parse_options(options: Optional[dict]):
+        """Query options -> (colour overrides, seed, anime_proportions); 400 on bad values."""
+        from translate import photo2anime
+        options = options or {}
+        try:
+            colors = photo2anime.color_overrides(hair=options.get("hair"), skin=options.get("skin"),
+                                                 eye=options.get("eye"))
+        except ValueError as e:
+            raise ServingError(400, f"colour option: {e}") from None
+        seed = options.get("seed")
+        if seed is not None and not seed.isdigit():
+            raise ServingError(400, f"seed {seed!r} is not a non-negative integer")
+        proportions = options.get("anime_proportions", "1").lower()
+        if proportions not in ("0", "1", "true", "false"):
+            raise ServingError(400, "anime_proportions must be 0 or 1")
+        return colors, (int(seed) if seed is not None else None), proportions in ("1", "true")
 
     @staticmethod
     def image_size(model) -> int:
@@ -84,7 +104,7 @@ class Photo2Anime:
                                 f"input and no {TRANSLATOR_JSON})")
 
     def run(self, body: bytes, content_type: str, model_name: Optional[str],
-            version: Optional[int]) -> Tuple[bytes, dict]:
+            version: Optional[int], options: Optional[dict] = None) -> Tuple[bytes, dict]:
         """-> (PNG bytes, response headers: the face box and score in the photo)."""
         model_name = model_name or self.default_model
         if not model_name:
@@ -95,14 +115,16 @@ class Photo2Anime:
             raise ServingError(400, f"model {model_name!r} is not a translator (its serving_default "
                                     f"has no 'image' output)")
         size = self.image_size(model)
+        colors, seed, anime_proportions = self.parse_options(options)
         rgb = decode_photo(image_bytes(body, content_type), self.max_image_pixels)
-        faces, rejected = self.detect(rgb, size)
+        faces, rejected = self.detect(rgb, size, colors)
         if not faces:
             why = ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items())) or "no face"
             raise ServingError(422, f"no usable face in the photo ({why})")
         from translate import photo2anime
         try:
-            inputs = photo2anime.serving_inputs(faces, sorted(model.inputs[sig]))
+            inputs = photo2anime.serving_inputs(faces, sorted(model.inputs[sig]), seed=seed,
+                                                anime_proportions=anime_proportions)
         except ValueError as e:
             raise ServingError(400, f"model {model_name!r}: {e}") from None
         out = run_signature(model, sig, inputs)
