@@ -365,7 +365,8 @@ def _color_fidelity(outputs_u8, targets_u8, raw, requested, detections) -> dict:
             got = estimate_colors(img, pts)
             for j, name in enumerate(COLOR_NAMES):
                 if raw["color_mask"][i, j] and name in got:
-                    per_name[name].append(float(np.linalg.norm(np.subtract(got[name], requested[i, j] * 255.0))))
+                    want = requested[i, j] * 255.0
+                    per_name[name].append(float(np.linalg.norm(np.subtract(got[name], want))))
         return {"mean_rgb_distance": _mean([v for vs in per_name.values() for v in vs]),
                 "per_color": {k: _mean(v) for k, v in per_name.items()},
                 "count": int(sum(len(v) for v in per_name.values()))}
