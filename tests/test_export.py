@@ -32,7 +32,7 @@ RELOAD = textwrap.dedent("""
     raw = m.signatures["predict_raw"](**d)
     png = m.signatures["serving_default"](**d)
     drop = tf.saved_model.load(dropout_dir).signatures["predict_raw"]
-    np.savez(out, output=raw["output"].numpy(), png=png["image"].numpy().astype(object),
+    np.savez(out, output=raw["output"].numpy(), png=png["image_bytes"].numpy().astype(object),
              image_size=png["image_size"].numpy(),
              names=np.array(sorted(m.signatures["serving_default"].structured_input_signature[1])),
              dropout_a=drop(**d)["output"].numpy(), dropout_b=drop(**d)["output"].numpy())
@@ -167,7 +167,7 @@ def test_saved_model_cli_lists_both_signatures(exported):
         saved_model_cli._show_all(exported["dropout"])
     out = buf.getvalue()
     for text in ("signature_def['serving_default']", "signature_def['predict_raw']",
-                 "inputs['keypoints']", "inputs['seed']", "outputs['image']",
+                 "inputs['keypoints']", "inputs['seed']", "outputs['image_bytes']",
                  "outputs['image_size']", "outputs['output']"):
         assert text in out
 
@@ -194,11 +194,11 @@ def test_cyclegan_landmark_run_serves_encoded_images(tmp_path):
     faces = rng.integers(0, 256, (2, 48, 48, 3), dtype=np.uint8)  # bigger than S: resized in graph
     encoded = np.array([tf.io.encode_png(x).numpy() for x in faces], dtype=object)
     out = module.serve(encoded, f["keypoints"], f["point_mask"])
-    assert out["image"].shape == (2,) and list(out["image_size"].numpy()) == [S, S]
+    assert out["image_bytes"].shape == (2,) and list(out["image_size"].numpy()) == [S, S]
     x = tf.image.resize(faces.astype(np.float32), [S, S], antialias=True) / 127.5 - 1.0
     x = tf.concat([x, landmarks.render(f["keypoints"], f["point_mask"], S)], -1)
     want = np.round((nets["generator_ab"](x).numpy() + 1) * 127.5).clip(0, 255)
-    for png, y in zip(out["image"].numpy(), want):
+    for png, y in zip(out["image_bytes"].numpy(), want):
         assert np.abs(tf.io.decode_png(png).numpy().astype(float) - y).max() <= 1
     with pytest.raises(export.ExportError, match="no network"):
         export.build_module(loading.Translator("cyclegan", flags, {}, "ckpt", None), "anime2photo")

@@ -237,7 +237,7 @@ def test_translator_predict_and_photo2anime_pipeline(served):
             "color_mask": [1] * 4}
     status, body = jcall(served, "POST", "/v1/models/p2p:predict", {"instances": [inst, inst]})
     assert status == 200 and len(body["predictions"]) == 2
-    png = base64.b64decode(body["predictions"][0]["image"]["b64"])  # binary output as b64
+    png = base64.b64decode(body["predictions"][0]["image_bytes"]["b64"])  # binary output as b64
     assert Image.open(io.BytesIO(png)).size == (S, S) and body["predictions"][0]["image_size"] == S
 
     photo = encode(skdata.astronaut(), "JPEG", quality=90)

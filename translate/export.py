@@ -21,7 +21,8 @@ inputs batch-first, a model takes only the inputs it needs, see `input_names`):
     - ``seed``: int64 [B] (pix2pix ``keypoints_colors_noise`` only): draws that condition's
       colour jitter and noise plane (stateless seed (seed, 0) into
       `translate.data.pix2pix_condition`), so the same seed gives the same condition.
-  outputs: ``image``: tf.string [B] PNG bytes of the translated face; ``image_size``: int32 [B]
+  outputs: ``image_bytes``: tf.string [B] PNG bytes of the translated face (TF Serving's REST API
+  base64-encodes outputs whose name ends in ``_bytes``); ``image_size``: int32 [B]
   (the side of the output, repeated per example so every output is batch-first).
 * ``predict_raw``: the same inputs, but ``image`` float32 [B, S, S, 3] in [-1, 1]; output
   ``output``: float32 [B, S, S, 3] in [-1, 1].
@@ -61,7 +62,7 @@ POINT_MASK = "point_mask"
 COLORS = "colors"
 COLOR_MASK = "color_mask"
 SEED = "seed"
-OUTPUT_IMAGE = "image"
+OUTPUT_IMAGE = "image_bytes"  # TF Serving base64-encodes outputs named *_bytes
 OUTPUT_IMAGE_SIZE = "image_size"
 OUTPUT_RAW = "output"
 INPUT_ORDER = (IMAGE, KEYPOINTS, POINT_MASK, COLORS, COLOR_MASK, SEED)

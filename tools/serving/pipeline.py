@@ -106,14 +106,15 @@ class Photo2Anime:
     def run(self, body: bytes, content_type: str, model_name: Optional[str],
             version: Optional[int], options: Optional[dict] = None) -> Tuple[bytes, dict]:
         """-> (PNG bytes, response headers: the face box and score in the photo)."""
+        from translate import export
         model_name = model_name or self.default_model
         if not model_name:
             raise ServingError(400, "name the translator: /v1/pipelines/photo2anime?model=NAME")
         model = self.repo.get(model_name, version)
         sig = "serving_default"
-        if sig not in model.signatures or "image" not in model.outputs.get(sig, {}):
+        if sig not in model.signatures or export.OUTPUT_IMAGE not in model.outputs.get(sig, {}):
             raise ServingError(400, f"model {model_name!r} is not a translator (its serving_default "
-                                    f"has no 'image' output)")
+                                    f"has no '{export.OUTPUT_IMAGE}' output)")
         size = self.image_size(model)
         colors, seed, anime_proportions = self.parse_options(options)
         rgb = decode_photo(image_bytes(body, content_type), self.max_image_pixels)
@@ -129,4 +130,4 @@ class Photo2Anime:
             raise ServingError(400, f"model {model_name!r}: {e}") from None
         out = run_signature(model, sig, inputs)
         box = ",".join(str(int(round(v))) for v in faces[0].box)
-        return bytes(out["image"][0]), {"X-Face-Box": box, "X-Face-Score": f"{faces[0].score:.4f}"}
+        return bytes(out[export.OUTPUT_IMAGE][0]), {"X-Face-Box": box, "X-Face-Score": f"{faces[0].score:.4f}"}
