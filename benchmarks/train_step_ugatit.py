@@ -24,6 +24,12 @@ Prints a table and the ratio ours / baseline (goal <= 0.65) on median wall, best
 process CPU time, and ends with ONE JSON line.
 
   PYTHONPATH=. python benchmarks/train_step_ugatit.py [--image_size=256] [--full] [--steps=3]
+
+Measured 2026-11-26, light, 256 px, load average ~9-10 on 2 cores (2 round-robin steps each,
+--steps=1 --rounds=2 --no_memory): baseline 80.8 s/step (CPU 78.7), ours 48.0 s/step (CPU 46.5):
+ratio 0.594 median wall, 0.637 best wall, 0.591 CPU. Peak RSS (memory children, run separately):
+baseline 8634 MB, ours 6557 MB (0.76). A concurrent full run was OOM-killed at 10 GB with other
+users' jobs: run the memory children one at a time (the default).
 """
 from __future__ import annotations
 
