@@ -73,8 +73,9 @@ def test_fast_conv_matches_keras_conv_and_its_gradients(hw, ci, co, k, b):
             loss = tf.reduce_sum(y * tf.cos(3.0 * y))
         return [y] + tape.gradient(loss, [x] + layer.trainable_variables)
 
-    for want, got in zip(grads(ref), grads(fast)):
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+    for want, got in zip(grads(ref), grads(fast)):  # float32 sums in another order: error ~ scale
+        want = want.numpy()
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(want).max()))
     with pytest.raises(ValueError, match="strides"):
         layers.FastConv2D(4, 3, strides=2)
 
