@@ -186,6 +186,70 @@ def timed(fn, args, n, cpu=None):
     return out
 
 
+def compare(builders, warmup: int, rounds: int, steps: int, figures: dict, verbose: bool = False) -> dict:
+    """The shared timing protocol of the step benchmarks. builders: {variant: () -> (step, args)}.
+
+    Builds each variant (its first call, tracing included, is timed), runs `warmup` more untimed
+    steps, then `rounds` x `steps` timed steps round-robin (order reversed every other round, so
+    load from other users hits all variants alike). Prints the table and the ratios to
+    "baseline" (median wall, best wall, CPU time), adds them to `figures`; returns
+    {variant: (step, args)}.
+    """
+    built, first = {}, {}
+    for v, make in builders.items():
+        step, args = make()
+        t0 = time.perf_counter()
+        float(step(*args))
+        first[v] = round(time.perf_counter() - t0, 2)
+        timed(step, args, warmup)
+        built[v] = (step, args)
+        if verbose:
+            print(f"  built {v}: first call {first[v]:.1f} s", flush=True)
+    variants = list(builders)
+    times = {v: [] for v in variants}
+    cpu = {v: [] for v in variants}
+    for r in range(rounds):
+        for v in (variants if r % 2 == 0 else variants[::-1]):
+            times[v] += timed(*built[v], steps, cpu[v])
+    print(f"{'variant':10s} {'first call s':>12s} {'median s/step':>14s} {'min':>7s} {'max':>7s} "
+          f"{'CPU s/step':>10s}")
+    for v in variants:
+        t = times[v]
+        print(f"{v:10s} {first[v]:12.2f} {np.median(t):14.3f} {min(t):7.3f} {max(t):7.3f} "
+              f"{np.median(cpu[v]):10.3f}")
+        figures[f"{v}_s_per_step"] = round(float(np.median(t)), 4)
+        figures[f"{v}_min_s"] = round(float(min(t)), 4)
+        figures[f"{v}_cpu_s_per_step"] = round(float(np.median(cpu[v])), 4)
+        figures[f"{v}_first_call_s"] = first[v]
+    figures["timed_steps_per_variant"] = rounds * steps
+    if "baseline" in variants:
+        for v in variants:
+            if v != "baseline":
+                r = figures[f"{v}_s_per_step"] / figures["baseline_s_per_step"]
+                rmin = figures[f"{v}_min_s"] / figures["baseline_min_s"]
+                rcpu = figures[f"{v}_cpu_s_per_step"] / figures["baseline_cpu_s_per_step"]
+                figures[f"ratio_{v}_vs_baseline"] = round(r, 3)
+                figures[f"ratio_{v}_vs_baseline_min"] = round(rmin, 3)
+                figures[f"ratio_{v}_vs_baseline_cpu"] = round(rcpu, 3)
+                print(f"ratio {v} / baseline: {r:.3f} median wall, {rmin:.3f} best wall, "
+                      f"{rcpu:.3f} CPU time (goal <= 0.65)")
+    return built
+
+
+def memory_runs(commands: dict, figures: dict) -> None:
+    """Peak memory of each variant in a fresh process: {variant: command line of its memory child,
+    which prints a JSON line with peak_rss_mb and rss_after_build_mb}."""
+    for v, cmd in commands.items():
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+        if out.returncode or not line:
+            print(f"memory run for {v} failed: {out.stderr[-500:]}")
+            continue
+        m = json.loads(line[-1])
+        figures[f"{v}_peak_rss_mb"] = m["peak_rss_mb"]
+        print(f"peak RSS {v}: {m['peak_rss_mb']:.0f} MB (after building: {m['rss_after_build_mb']:.0f} MB)")
+
+
 def memory_child(model, variant, size, in_channels, batch, warmup):
     rss0 = _rss_mb()
     step, args, _ = build_any(model, variant, size, in_channels, batch)
@@ -304,42 +368,8 @@ def main():
     import tensorflow as tf
     figures = {"model": a.model, "image_size": size, "batch_size": batch, "tf": tf.__version__,
                "loadavg_before": load_before}
-    built, first = {}, {}
-    for v in variants:
-        step, args, _ = build_any(a.model, v, size, ch, batch)
-        t0 = time.perf_counter()
-        float(step(*args))
-        first[v] = round(time.perf_counter() - t0, 2)
-        timed(step, args, a.warmup - 1)
-        built[v] = (step, args)
-    times = {v: [] for v in variants}
-    cpu = {v: [] for v in variants}
-    for r in range(a.rounds):
-        for v in (variants if r % 2 == 0 else variants[::-1]):
-            times[v] += timed(*built[v], a.steps, cpu[v])
-    print(f"{'variant':10s} {'first call s':>12s} {'median s/step':>14s} {'min':>7s} {'max':>7s} "
-          f"{'CPU s/step':>10s}")
-    for v in variants:
-        t = times[v]
-        print(f"{v:10s} {first[v]:12.2f} {np.median(t):14.3f} {min(t):7.3f} {max(t):7.3f} "
-              f"{np.median(cpu[v]):10.3f}")
-        figures[f"{v}_s_per_step"] = round(float(np.median(t)), 4)
-        figures[f"{v}_min_s"] = round(float(min(t)), 4)
-        figures[f"{v}_cpu_s_per_step"] = round(float(np.median(cpu[v])), 4)
-        figures[f"{v}_first_call_s"] = first[v]
-    n = len(next(iter(times.values())))
-    figures["timed_steps_per_variant"] = n
-    if "baseline" in variants:
-        for v in variants:
-            if v != "baseline":
-                r = figures[f"{v}_s_per_step"] / figures["baseline_s_per_step"]
-                rmin = figures[f"{v}_min_s"] / figures["baseline_min_s"]
-                rcpu = figures[f"{v}_cpu_s_per_step"] / figures["baseline_cpu_s_per_step"]
-                figures[f"ratio_{v}_vs_baseline"] = round(r, 3)
-                figures[f"ratio_{v}_vs_baseline_min"] = round(rmin, 3)
-                figures[f"ratio_{v}_vs_baseline_cpu"] = round(rcpu, 3)
-                print(f"ratio {v} / baseline: {r:.3f} median wall, {rmin:.3f} best wall, "
-                      f"{rcpu:.3f} CPU time (goal <= 0.65)")
+    built = compare({v: (lambda v=v: build_any(a.model, v, size, ch, batch)[:2]) for v in variants},
+                    a.warmup - 1, a.rounds, a.steps, figures)
     for v in [v for v in a.profile.split(",") if v in built]:
         import tempfile
         with tempfile.TemporaryDirectory() as tmp:
@@ -353,18 +383,9 @@ def main():
         print("components (median s):")
         figures["components_s"] = components(size, ch, batch)
     if not a.no_memory:
-        for v in variants:
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--memory_child={v}",
-                                  f"--model={a.model}",
-                                  f"--image_size={size}", f"--batch_size={batch}", f"--in_channels={ch}",
-                                  f"--warmup={a.warmup}"], capture_output=True, text=True)
-            line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-            if out.returncode or not line:
-                print(f"memory run for {v} failed: {out.stderr[-500:]}")
-                continue
-            m = json.loads(line[-1])
-            figures[f"{v}_peak_rss_mb"] = m["peak_rss_mb"]
-            print(f"peak RSS {v}: {m['peak_rss_mb']:.0f} MB (after building: {m['rss_after_build_mb']:.0f} MB)")
+        memory_runs({v: [sys.executable, os.path.abspath(__file__), f"--memory_child={v}", f"--model={a.model}",
+                         f"--image_size={size}", f"--batch_size={batch}", f"--in_channels={ch}",
+                         f"--warmup={a.warmup}"] for v in variants}, figures)
     figures["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     print(f"load average after: {figures['loadavg_after']}")
     print(json.dumps(figures))

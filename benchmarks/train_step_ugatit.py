@@ -48,7 +48,7 @@ sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
 
-from train_step import _rss_mb, timed  # noqa: E402  (the pix2pix benchmark's helpers)
+from train_step import _rss_mb, compare, memory_runs, timed  # noqa: E402  (the shared protocol)
 
 VARIANTS = ("baseline", "ours")  # + "ours_xla" on request: its XLA compile took minutes here
 
@@ -211,56 +211,13 @@ def main():
     figures = {"model": "ugatit", "mode": mode, "image_size": size, "batch_size": 1, "ch": a.ch,
                "n_dis": a.n_dis,
                "tf": tf.__version__, "loadavg_before": load_before}
-    built, first = {}, {}
-    for v in variants:
-        step, args = build(v, size, light, a.ch, a.n_dis)
-        t0 = time.perf_counter()
-        float(step(*args))
-        first[v] = round(time.perf_counter() - t0, 2)
-        timed(step, args, a.warmup)
-        built[v] = (step, args)
-        print(f"  built {v}: first call {first[v]:.1f} s", flush=True)
-    times = {v: [] for v in variants}
-    cpu = {v: [] for v in variants}
-    for r in range(a.rounds):
-        for v in (variants if r % 2 == 0 else variants[::-1]):
-            times[v] += timed(*built[v], a.steps, cpu[v])
-    print(f"{'variant':10s} {'first call s':>12s} {'median s/step':>14s} {'min':>7s} {'max':>7s} "
-          f"{'CPU s/step':>10s}")
-    for v in variants:
-        t = times[v]
-        print(f"{v:10s} {first[v]:12.2f} {np.median(t):14.3f} {min(t):7.3f} {max(t):7.3f} "
-              f"{np.median(cpu[v]):10.3f}")
-        figures[f"{v}_s_per_step"] = round(float(np.median(t)), 4)
-        figures[f"{v}_min_s"] = round(float(min(t)), 4)
-        figures[f"{v}_cpu_s_per_step"] = round(float(np.median(cpu[v])), 4)
-        figures[f"{v}_first_call_s"] = first[v]
-    figures["timed_steps_per_variant"] = a.rounds * a.steps
-    if "baseline" in variants:
-        for v in variants:
-            if v != "baseline":
-                r = figures[f"{v}_s_per_step"] / figures["baseline_s_per_step"]
-                rmin = figures[f"{v}_min_s"] / figures["baseline_min_s"]
-                rcpu = figures[f"{v}_cpu_s_per_step"] / figures["baseline_cpu_s_per_step"]
-                figures[f"ratio_{v}_vs_baseline"] = round(r, 3)
-                figures[f"ratio_{v}_vs_baseline_min"] = round(rmin, 3)
-                figures[f"ratio_{v}_vs_baseline_cpu"] = round(rcpu, 3)
-                print(f"ratio {v} / baseline: {r:.3f} median wall, {rmin:.3f} best wall, "
-                      f"{rcpu:.3f} CPU time (goal <= 0.65)")
-    del built
+    compare({v: (lambda v=v: build(v, size, light, a.ch, a.n_dis)) for v in variants},
+            a.warmup, a.rounds, a.steps, figures, verbose=True)  # its networks are freed on return
     if not a.no_memory:
-        for v in variants:
-            cmd = [sys.executable, os.path.abspath(__file__), f"--memory_child={v}",
-                   f"--image_size={size}", f"--warmup={a.warmup}", f"--ch={a.ch}",
-                   f"--n_dis={a.n_dis}"] + (["--full"] if a.full else [])
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-            if out.returncode or not line:
-                print(f"memory run for {v} failed: {out.stderr[-500:]}")
-                continue
-            m = json.loads(line[-1])
-            figures[f"{v}_peak_rss_mb"] = m["peak_rss_mb"]
-            print(f"peak RSS {v}: {m['peak_rss_mb']:.0f} MB (after building: {m['rss_after_build_mb']:.0f} MB)")
+        memory_runs({v: [sys.executable, os.path.abspath(__file__), f"--memory_child={v}",
+                         f"--image_size={size}", f"--warmup={a.warmup}", f"--ch={a.ch}",
+                         f"--n_dis={a.n_dis}"] + (["--full"] if a.full else []) for v in variants},
+                    figures)
         if "baseline_peak_rss_mb" in figures:
             for v in variants:
                 if v != "baseline" and f"{v}_peak_rss_mb" in figures:
