@@ -38,9 +38,15 @@ def run(main):
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+    run_app(wrapped)
+
+
+def run_app(main):
+    """absl.app.run(main), except that --help exits 0 (absl exits 1; users and shells expect 0)."""
+    from absl import app
     try:
-        app.run(wrapped)
-    except SystemExit as e:  # absl exits 1 after --help; users and shells expect 0
+        app.run(main)
+    except SystemExit as e:
         if e.code == 1 and any(a.split("=", 1)[0] in ("-h", "-?", "--help", "--helpshort", "--helpfull")
                                for a in sys.argv[1:]):
             sys.exit(0)

@@ -219,12 +219,7 @@ if __name__ == "__main__":
     flags.DEFINE_string("export_dir", None, "BASE/NAME: the version folder BASE/NAME/<version>/ is created.")
     flags.DEFINE_integer("version", None, "Version number (default: one more than the newest).")
     flags.DEFINE_boolean("verify", True, "Reload the export and compare with the Keras model first.")
-    from absl import app, logging
+    from absl import logging
+    from tagnet.cli import run_app
     logging.set_verbosity(logging.WARNING)
-    try:
-        app.run(main)
-    except SystemExit as e:  # absl exits 1 after --help; users and shells expect 0
-        if e.code == 1 and any(a.split("=", 1)[0] in ("-h", "-?", "--help", "--helpshort", "--helpfull")
-                               for a in sys.argv[1:]):
-            sys.exit(0)
-        raise
+    run_app(main)
