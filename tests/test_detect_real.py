@@ -28,7 +28,8 @@ def test_udacity_photos_give_usable_faces_with_accurate_eyes(shared_data):
     truth = _landmarks68(folder / "landmarks68.csv")
     detector = MtcnnDetector()
     usable, errors = 0, []
-    for name, pts in sorted(truth.items()):
+    truth = dict(sorted(truth.items())[::3])  # 100 of 300, for time
+    for name, pts in truth.items():
         faces = [f for f in detector.detect(load_rgb(str(folder / name))) if quality.check(f) is None]
         if not faces:
             continue
@@ -45,7 +46,7 @@ def test_udacity_photos_give_usable_faces_with_accurate_eyes(shared_data):
 
 
 def test_hololive_crops_give_usable_anime_faces(shared_data):
-    files = sorted((shared_data / "anime" / "hololive").glob("*.jpg"))[::2]  # 300 of 600, for time
+    files = sorted((shared_data / "anime" / "hololive").glob("*.jpg"))[::6]  # 100 of 600, for time
     detector = AnimeFaceDetector()
     usable = sum(
         1 for f in files if any(quality.check(face) is None for face in detector.detect(load_rgb(str(f))))
