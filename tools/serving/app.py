@@ -8,7 +8,10 @@
   GET  /v1/models                                names and versions (not in TF Serving)
 
 Everything that touches TensorFlow or parses a large body runs in a thread pool, never on the event
-loop, so slow models do not stall other requests. Errors are {"error": "..."} with 400 (bad
+loop, so slow models do not stall other requests. With `timing`, predict responses carry a
+Server-Timing header (W3C; browsers' developer tools show it): read (body), queue (wait for a
+pool thread), parse (JSON, base64, checks), model (the signature call), encode (output JSON),
+back (hand-over to the event loop), in milliseconds. Errors are {"error": "..."} with 400 (bad
 request), 404 (no such model / version / route), 405, 413 (body or image too large), 422 (no
 usable face), 500 (model failed).
 """
@@ -19,6 +22,7 @@ import concurrent.futures
 import io
 import re
 import socket
+import time
 from typing import Dict, Optional
 
 import numpy as np
@@ -89,8 +93,10 @@ class Server:
     """Request handlers with their limits; the blocking parts run in `pool`."""
 
     def __init__(self, repository: Repository, max_body_bytes: int = 32 << 20,
-                 max_image_pixels: int = 40_000_000, workers: int = 4, pipeline=None):
+                 max_image_pixels: int = 40_000_000, workers: int = 4, pipeline=None,
+                 timing: bool = False):
         self.repo = repository
+        self.timing = bool(timing)
         self.max_body_bytes = int(max_body_bytes)
         self.max_image_pixels = int(max_image_pixels)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers),
@@ -135,6 +141,8 @@ class Server:
                 return json_response(await self.offload(self.status, name, version))
             raise ServingError(405, f"{verb.lstrip(':/')} needs POST")
         if verb == ":predict":
+            if self.timing:
+                return await self.timed_predict(request, name, version)
             body = await self.read_body(request)
             return Response(await self.offload(self.predict, name, version, body),
                             media_type="application/json")
@@ -175,7 +183,24 @@ class Server:
         return {"model_spec": {"name": name, "signature_name": "", "version": str(model.version)},
                 "metadata": {"signature_def": model.metadata}}
 
-    def predict(self, name: str, version: Optional[int], body: bytes) -> bytes:
+    async def timed_predict(self, request: Request, name: str, version: Optional[int]) -> Response:
+        """predict with a Server-Timing header (see the module docstring)."""
+        marks = [time.perf_counter()]
+        body = await self.read_body(request)
+        marks.append(time.perf_counter())
+
+        def job():
+            marks.append(time.perf_counter())
+            return self.predict(name, version, body, marks)
+        out = await self.offload(job)
+        marks.append(time.perf_counter())
+        phases = ("read", "queue", "parse", "model", "encode", "back")
+        header = ", ".join(f"{p};dur={1e3 * (b - a):.3f}" for p, a, b in zip(phases, marks, marks[1:]))
+        return Response(out, media_type="application/json", headers={"Server-Timing": header})
+
+    def predict(self, name: str, version: Optional[int], body: bytes, marks=None) -> bytes:
+        """One :predict request -> the response JSON. `marks`, when a list, gets the times at which
+        parsing, the model call and encoding end (for timed_predict)."""
         req = tfjson.parse_json(body)
         model = self.repo.get(name, version)
         sig = req.get("signature_name") or "serving_default"
@@ -184,8 +209,15 @@ class Server:
                                     f"this model has {sorted(model.signatures)}")
         arrays, rows = tfjson.parse_predict(req, model.inputs[sig])
         check_image_sizes(arrays, self.max_image_pixels)
+        if marks is not None:
+            marks.append(time.perf_counter())
         outputs = run_signature(model, sig, arrays)
-        return tfjson.dumps(tfjson.format_outputs(outputs, rows))
+        if marks is not None:
+            marks.append(time.perf_counter())
+        out = tfjson.dumps(tfjson.format_outputs(outputs, rows))
+        if marks is not None:
+            marks.append(time.perf_counter())
+        return out
 
     async def list_models(self, request: Request) -> Response:
         def listing():
