@@ -15,7 +15,16 @@ starts the server as a subprocess on a free loopback port, and per model measure
      so it overstates the overhead somewhat);
   3. --clients concurrent clients (keep-alive connections) for --duration s: requests/s, p50 and
      p99 latency, failed requests (must be 0).
+--server_timing starts the server with its Server-Timing header and adds the median server-side
+phases of step 2 (read, queue, parse, model, encode, back; the header costs < 0.05 ms), so the
+model's time inside the server can be compared with the in-process call.
 The last line is one JSON object with every figure.
+
+What the overhead was: this process builds and runs the Keras model before it loads the SavedModel,
+so its malloc has already grown and a signature call reuses freed memory (~10 minor page faults);
+the server's glibc malloc gave the ~5 MB of activations back to the kernel after each request and
+faulted them in again (~1,300 page faults, ~4 ms more CPU per request: 20% overhead instead of
+~10%). tools/serve.py now keeps freed memory (--retain_freed_memory, on by default).
 """
 if __package__ in (None, ""):
     import os as _os, sys as _sys
@@ -115,6 +124,7 @@ class Client:
         self.port, self.path, self.payload = port, path, payload
         self.conn = connect(port)
         self.failures = []
+        self.phases = {}  # Server-Timing phase -> [ms, ...] (when the server sends the header)
 
     def post(self) -> float:
         """One request; -> its latency in seconds."""
@@ -126,6 +136,10 @@ class Client:
             data = r.read()
             if r.status != 200:
                 self.failures.append(f"{r.status}: {data[:200]!r}")
+            for part in (r.getheader("Server-Timing") or "").split(","):
+                phase, _, ms = part.strip().partition(";dur=")
+                if ms:
+                    self.phases.setdefault(phase, []).append(float(ms))
         except (OSError, http.client.HTTPException) as e:
             self.failures.append(f"{type(e).__name__}: {e}")
             self.conn.close()
@@ -164,7 +178,8 @@ def paired(inproc, port, path, body, seconds, server_pid):
     client.close()
     end = process_cpu_seconds(server_pid)
     per_request = (end - cpu_server) / len(t_http) if end is not None and cpu_server is not None else None
-    return t_in, t_http, client.failures, cpu_in / len(t_in), per_request
+    phases = {k: percentile(v, 50) for k, v in client.phases.items()}
+    return t_in, t_http, client.failures, cpu_in / len(t_in), per_request, phases
 
 
 def load(port, path, body, clients, seconds):
@@ -194,9 +209,10 @@ def load(port, path, body, clients, seconds):
             "first_failures": failures[:3]}
 
 
-def start_server(base):
+def start_server(base, server_timing=False):
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "serve.py"),
-                             f"--model_base_path={base}", "--rest_api_port=0"],
+                             f"--model_base_path={base}", "--rest_api_port=0"]
+                            + (["--server_timing"] if server_timing else []),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
@@ -216,6 +232,8 @@ def main():
     ap.add_argument("--tagger_backbone", default="mobilenet_v2")
     ap.add_argument("--tagger_size", type=int, default=224)
     ap.add_argument("--translator_size", type=int, default=128)
+    ap.add_argument("--server_timing", action="store_true",
+                    help="report the server's own per-phase times (Server-Timing header)")
     args = ap.parse_args()
     single = args.single_duration or args.duration / 2
     models = [m for m in args.models.split(",") if m]
@@ -236,14 +254,14 @@ def main():
             paths["translator"] = build_translator(base, args.translator_size)
             requests["translator"] = translator_request()
         callers = {name: in_process_caller(paths[name], requests[name][0]) for name in models}
-        proc, port = start_server(base)
+        proc, port = start_server(base, args.server_timing)
         try:
             for name in models:
                 path = f"/v1/models/{name}:predict"
                 body = requests[name][1]
                 load(port, path, body, 1, 1.0)  # warm-up (the server's first call traces)
                 results.setdefault("request_bytes", {})[name] = len(json.dumps(body))
-                t_in, t_http, bad, cpu_in, cpu_server = paired(callers[name], port, path, body,
+                t_in, t_http, bad, cpu_in, cpu_server, phases = paired(callers[name], port, path, body,
                                                                single, proc.pid)
                 many = load(port, path, body, args.clients, args.duration)
                 med_in, med_http = percentile(t_in, 50), percentile(t_http, 50)
@@ -263,6 +281,8 @@ def main():
                 if cpu_server is not None:  # CPU per request in the server beyond the model's
                     r["server_cpu_ms"] = 1e3 * cpu_server
                     r["overhead_cpu_share"] = (cpu_server - cpu_in) / cpu_in
+                if phases:
+                    r["server_phases_ms"] = phases
                 r.update({f"c{args.clients}_{k}": v for k, v in many.items() if k != "first_failures"})
                 r["failed"] = len(bad) + many["failed"]
                 r["server_vs_inproc_rate"] = many["rps"] / r["inproc_per_s"]
@@ -277,6 +297,11 @@ def main():
                       f"({r['server_vs_inproc_rate']:.2f}x the in-process rate), p50 "
                       f"{many['p50_ms']:.1f} ms, p99 {many['p99_ms']:.1f} ms, failed {r['failed']}",
                       flush=True)
+                if phases:
+                    print(f"  inside the server (medians, ms): "
+                          + ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
+                          + f"; model {phases.get('model', float('nan')):.2f} in the server vs "
+                          f"{r['inproc_ms']:.2f} in process", flush=True)
                 for f in bad[:3] + many["first_failures"]:
                     print(f"  failure: {f}", flush=True)
         finally:
