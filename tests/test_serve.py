@@ -106,7 +106,8 @@ def served(tmp_path_factory):
     while not userver.started and time.time() < deadline:
         time.sleep(0.05)
     assert userver.started
-    yield {"port": sock.getsockname()[1], "base": base, "model": model, "root": root}
+    yield {"port": sock.getsockname()[1], "base": base, "model": model, "root": root,
+           "server": server}
     userver.should_exit = True
     thread.join(10)
     server.pool.shutdown()
@@ -360,8 +361,63 @@ def test_serve_cli_help_and_errors(tmp_path):
     assert r.returncode == 0 and "--model_base_path" in r.stdout and "--rest_api_port" in r.stdout
     for args, message in (([], "--model_base_path is required"),
                           ([f"--model_base_path={tmp_path / 'none'}"], "is not a folder"),
-                          ([f"--model_base_path={tmp_path}", "--rest_api_port=70000"], "not a port")):
+                          ([f"--model_base_path={tmp_path}", "--rest_api_port=70000"], "not a port"),
+                          ([f"--model_base_path={tmp_path}", "--tensorflow_intra_op_parallelism=-1"],
+                           "--tensorflow_intra_op_parallelism must be 0")):
         r = subprocess.run([sys.executable, cli] + args, capture_output=True, text=True, env=env,
                            timeout=120)
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.strip().startswith("error:") and message in r.stderr, r.stderr
+
+
+def test_server_timing_header(served):
+    """--server_timing: the phases of a :predict request, in ms, adding up to at most its latency."""
+    img = encode(np.random.default_rng(6).integers(0, 256, (S, S, 3), dtype=np.uint8))
+    req = {"instances": [b64(img)]}
+    status, headers, _ = call(served, "POST", "/v1/models/tagger:predict", req)
+    assert status == 200 and "server-timing" not in {k.lower() for k in headers}
+    served["server"].timing = True
+    try:
+        t = time.perf_counter()
+        status, headers, data = call(served, "POST", "/v1/models/tagger:predict", req)
+        latency_ms = 1e3 * (time.perf_counter() - t)
+    finally:
+        served["server"].timing = False
+    assert status == 200 and np.asarray(json.loads(data)["predictions"]).shape == (1, 5)
+    timing = {k.lower(): v for k, v in headers.items()}["server-timing"]
+    phases = dict(part.strip().split(";dur=") for part in timing.split(","))
+    assert list(phases) == ["read", "queue", "parse", "model", "encode", "back"]
+    ms = {k: float(v) for k, v in phases.items()}
+    assert all(v >= 0 for v in ms.values()) and ms["model"] > 0
+    assert sum(ms.values()) <= latency_ms
+
+
+def test_retain_freed_memory_stops_page_faults_per_request():
+    """After tuning.retain_freed_memory, memory freed by one "request" serves the next without
+    page faults; glibc's defaults give it back to the kernel each time (run in subprocesses: the
+    setting is per process)."""
+    import platform
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt thresholds are glibc's")
+    script = (
+        "import resource, sys\n"
+        f"sys.path.insert(0, {ROOT!r})\n"
+        "from tools.serving import tuning\n"
+        "if sys.argv[1] == '1':\n"
+        "    assert tuning.retain_freed_memory()\n"
+        "def requests(n):  # 10 MB of 200 KB blocks, written to, freed\n"
+        "    for _ in range(n):\n"
+        "        blocks = [b'x' * 200_000 for _ in range(50)]\n"
+        "        del blocks\n"
+        "requests(2)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "requests(20)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n")
+    faults = {}
+    for retain in ("0", "1"):
+        r = subprocess.run([sys.executable, "-c", script, retain], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        faults[retain] = int(r.stdout)
+    assert faults["0"] > 20 * 1000  # ~2,400 pages per round: the memory was given back each time
+    assert faults["1"] < faults["0"] / 10, faults
