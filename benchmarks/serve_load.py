@@ -10,9 +10,9 @@ starts the server as a subprocess on a free loopback port, and per model measure
      with 2. one client's HTTP requests (p50 latency), so both see the same machine load.
      Server overhead per request = p50(HTTP) - median(in process), also as a share of the model
      time (goal for the tagger: <= 15%), the same from the fastest call of each kind, and the
-     server's CPU time per request against the in-process call's (robust to a busy machine, but
-     it counts the TF thread pools' spinning after each call in the server and not in process,
-     so it overstates the overhead somewhat);
+     server's CPU time per request against the in-process call's (robust to a busy machine; it
+     counts the server's CPU between requests too, measured at <= 0.2 ms in the 100 ms after a
+     request, so TF's thread pools do not spin on after a call);
   3. --clients concurrent clients (keep-alive connections) for --duration s: requests/s, p50 and
      p99 latency, failed requests (must be 0).
 --server_timing starts the server with its Server-Timing header and adds the median server-side
