@@ -193,3 +193,28 @@ def test_each_pass_draws_anew_but_reproducibly(p2p_dir):
     assert not np.array_equal(a1, a2)  # a new epoch: new shuffle / crops / flips
     np.testing.assert_array_equal(a1, b1)  # ... and the same in every run
     np.testing.assert_array_equal(a2, b2)
+
+
+@pytest.mark.parametrize("batch_size,jit", [(1, False), (3, True)])
+def test_pipeline_condition_is_pix2pix_condition(p2p_dir, batch_size, jit):
+    """Per example or assembled after batching, compiled with XLA or not: the pipeline's inputs
+    are `pix2pix_condition` of each example's augmented points, colours and seed."""
+    cond = "keypoints_colors_noise"
+    inputs = next(iter(data.pix2pix_dataset(p2p_dir, "train", cond, S, True, batch_size, seed=4,
+                                            shuffle=False, jit_compile=jit)))[0].numpy()
+    examples, _ = data._examples(p2p_dir, "train", "anime", records.read_info(p2p_dir), S, True, 4,
+                                 False, 1, False, None, False, 1)
+    want = np.stack([data.pix2pix_condition(ex["points"], ex["point_mask"], ex["colors"],
+                                            ex["color_mask"], S, cond, ex["seed"]).numpy()
+                     for ex in examples.take(batch_size)])
+    np.testing.assert_allclose(inputs, want, atol=2e-5 if jit else 1e-6)
+    assert np.abs(want[..., 0]).max() > 0.5 and want[..., 13].std() > 0.4  # layer and noise there
+
+
+def test_cyclegan_batched_landmark_channel(cyc_dir):
+    photo, anime = next(iter(data.cyclegan_dataset(cyc_dir, "train", image_size=S, batch_size=3,
+                                                   landmark_channel=True, drop_remainder=True)))
+    assert photo.shape == (3, S, S, 4) and anime.shape == (3, S, S, 4)
+    for x in (photo.numpy(), anime.numpy()):
+        assert -1.0 <= x.min() and x.max() <= 1.0 and x[..., :3].std() > 0.05
+        assert (x[..., 3] == 0.0).mean() > 0.3 and x[..., 3].max(axis=(1, 2)).min() > 0.6

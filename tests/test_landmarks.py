@@ -95,11 +95,35 @@ def test_render_is_graph_friendly():
     assert out.shape == (1, 32, 32, 1)
 
 
-def test_half_resolution_lines_look_the_same():
-    p, m = pts_mask()
-    big = (p * 0.5 + 0.25).astype(np.float32)  # a face in the middle of a 256 layer
-    half = L.render(big, m, 256).numpy()
-    full = L.render(big, m, 256, half_res_lines=False).numpy()
-    assert np.abs(half - full).max() < 0.06
-    assert np.abs(half - full).mean() < 0.001
-    assert np.all(half[:40] == 0.0)
+def _numpy_layer(p, m, size):
+    """The layer the obvious way: full-grid blobs, a distance field per segment (max over them)."""
+    sp, sl = L.sigmas_px(size)
+
+    def g(d2, s):
+        return np.maximum(np.exp(-d2 / (2 * s * s)) - L._E3, 0) / (1 - L._E3)
+
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    q = np.asarray(p, np.float64) * size
+    blobs, cover, line = (np.zeros((size, size)) for _ in range(3))
+    for k in range(5):
+        if m[k]:
+            b = g((xx - q[k, 0]) ** 2, sp) * g((yy - q[k, 1]) ** 2, sp)
+            blobs, cover = blobs + L.POINT_VALUES[k] * b, cover + b
+    for a, b in L.SEGMENTS:
+        if m[a] and m[b]:
+            v, dx, dy = q[b] - q[a], xx - q[a, 0], yy - q[a, 1]
+            t = np.clip((dx * v[0] + dy * v[1]) / max(v @ v, 1e-6), 0, 1)
+            line = np.maximum(line, g((dx - t * v[0]) ** 2 + (dy - t * v[1]) ** 2, sl))
+    return np.clip(blobs + L.LINE_VALUE * line * (1 - np.minimum(cover, 1)), -1, 1)[..., None]
+
+
+@pytest.mark.parametrize("size,drop", [(64, ()), (256, ("nose",))])
+def test_matches_straightforward_numpy_rendering(size, drop):
+    p, m = pts_mask(drop)
+    p = (p * 0.5 + 0.25 + [0.013, -0.021]).astype(np.float32)  # off the pixel grid
+    np.testing.assert_allclose(L.render(p, m, size).numpy(), _numpy_layer(p, m, size), atol=2e-5)
+
+
+def test_graph_version_matches_compiled():
+    p, m = pts_mask(drop=("mouth",))
+    np.testing.assert_allclose(L.render_graph(p, m, S).numpy(), L.render(p, m, S).numpy(), atol=2e-6)

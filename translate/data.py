@@ -39,6 +39,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 CONDITIONS = ("keypoints", "keypoints_colors", "keypoints_colors_noise")
 CONDITION_CHANNELS = {"keypoints": 1, "keypoints_colors": 13, "keypoints_colors_noise": 14}
 COLOR_FLIP_ORDER = (0, 1, 3, 2)  # hair, skin, left_eye <-> right_eye
+JIT_FROM = 128  # pipelines of this size and up compile their per-pixel work with XLA
 
 
 def load_size_for(image_size: int) -> int:
@@ -62,6 +63,39 @@ def resize_image(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.ensure_shape(image, [size, size, image.shape[-1]])
 
 
+def jitter_draws(seed, image_size: int, load_size: int, flip: bool = True):
+    """The random part of `augment`, a function of seed (int [2]): the crop offset (x, y) int32
+    in [0, load - size] and whether to flip."""
+    r = tf.random.stateless_uniform([3], seed)
+    offset = tf.cast(r[:2] * float(load_size - image_size + 1), tf.int32)
+    return offset, (r[2] < 0.5) if flip else tf.constant(False)
+
+
+def move_keypoints(points, mask, colors, color_mask, offset, flipped, image_size: int,
+                   load_size: int) -> Tuple[tf.Tensor, ...]:
+    """Points, mask, colours and colour mask after the crop at `offset` of the image resized to
+    load_size, and the flip: (u * load - o) / size, then x -> 1 - x with the eyes (names and
+    colours) swapped."""
+    points = (points * float(load_size) - tf.cast(offset, tf.float32)) / float(image_size)
+    f_points, f_mask = landmarks.flip_points(points, mask)
+    f_colors = tf.gather(colors, COLOR_FLIP_ORDER)
+    f_cmask = tf.gather(color_mask, COLOR_FLIP_ORDER)
+    return tuple(tf.where(flipped, f, t) for f, t in ((f_points, points), (f_mask, mask),
+                                                      (f_colors, colors), (f_cmask, color_mask)))
+
+
+def _to_unit(image):
+    """[0, 255] -> [-1, 1]."""
+    return tf.clip_by_value(image * (1.0 / 127.5) - 1.0, -1.0, 1.0)
+
+
+def _crop_flip(image, offset, flipped, image_size: int, load_size: int):
+    """Crop and flip of an image already resized to load_size."""
+    if load_size > image_size:
+        image = tf.slice(image, tf.stack([offset[1], offset[0], 0]), [image_size, image_size, -1])
+    return tf.cond(flipped, lambda: tf.reverse(image, axis=[1]), lambda: image)
+
+
 def augment(image: tf.Tensor, points: tf.Tensor, mask: tf.Tensor, colors: tf.Tensor,
             color_mask: tf.Tensor, seed: tf.Tensor, image_size: int, load_size: int,
             flip: bool = True) -> Tuple[tf.Tensor, ...]:
@@ -70,31 +104,19 @@ def augment(image: tf.Tensor, points: tf.Tensor, mask: tf.Tensor, colors: tf.Ten
     pix2pix's jitter: resize to load_size (bilinear; antialiased when shrinking), random crop of
     image_size, random horizontal flip. With pixel centres at (i + 0.5) / size, a resize leaves
     normalised points unchanged, a crop at offset o maps u to (u * load - o) / size and a flip
-    maps x to 1 - x (and swaps the eyes, their colours too). Few, whole-image ops: in a tf.data
-    map the per-op overhead is a large part of the cost (one crop_and_resize was slower).
+    maps x to 1 - x (and swaps the eyes, their colours too). Few, whole-image ops (measured:
+    one crop_and_resize, ScaleAndTranslate or an XLA gather-lerp kernel were not cheaper).
 
     image: [H, W, C] float (any size); points [5, 2] normalised; mask [5]; colors [4, 3];
     color_mask [4]; seed: int [2] for the stateless draws.
-    Returns (image [S, S, C], points, mask, colors, color_mask).
+    Returns (image [S, S, C] in [0, 255], points, mask, colors, color_mask).
     """
     s, load = image_size, load_size
     image, points, mask, colors, color_mask = (
         tf.convert_to_tensor(t, tf.float32) for t in (image, points, mask, colors, color_mask))
-    image = resize_image(image, load)
-    r = tf.random.stateless_uniform([3], seed)
-    if load > s:
-        offset = tf.cast(r[:2] * float(load - s + 1), tf.int32)  # (x, y), in [0, load - s]
-        image = tf.slice(image, tf.stack([offset[1], offset[0], 0]), [s, s, -1])
-        points = (points * float(load) - tf.cast(offset, tf.float32)) / float(s)
-    if flip:
-        def flipped():
-            f_points, f_mask = landmarks.flip_points(points, mask)
-            return (tf.reverse(image, axis=[1]), f_points, f_mask,
-                    tf.gather(colors, COLOR_FLIP_ORDER), tf.gather(color_mask, COLOR_FLIP_ORDER))
-
-        image, points, mask, colors, color_mask = tf.cond(
-            r[2] < 0.5, flipped, lambda: (image, points, mask, colors, color_mask))
-    return image, points, mask, colors, color_mask
+    offset, flipped = jitter_draws(seed, s, load, flip)
+    image = _crop_flip(resize_image(image, load), offset, flipped, s, load)
+    return (image,) + move_keypoints(points, mask, colors, color_mask, offset, flipped, s, load)
 
 
 def _records(dataset_dir: str, split: str, domain: str, info: dict, verify: bool) -> Tuple[tf.data.Dataset, int]:
@@ -110,8 +132,7 @@ def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size:
               load_size: Optional[int], verify: bool, num_parallel_calls,
               finish=None) -> Tuple[tf.data.Dataset, int]:
     """Per-example dicts: image [S, S, 3] in [-1, 1], points, point_mask, colors, color_mask, seed;
-    or `finish(dict)` of them, computed in the same parallel map (rendering per example keeps
-    the tensors cache-sized; rendering after batching was slower per example)."""
+    or `finish(dict)` of them, computed in the same parallel map."""
     ds, count = _records(dataset_dir, split, domain, info, verify)
     if shuffle:
         ds = ds.shuffle(min(shuffle_buffer, count), seed=seed, reshuffle_each_iteration=True)
@@ -124,13 +145,12 @@ def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size:
 
     def parse(serialized, r):
         ex = records.parse_example(serialized)
-        image = decode_image(ex["image"])
         seed2 = tf.stack([r, tf.constant(seed, tf.int64)])
-        image, pts, pmask, colors, cmask = augment(
-            image, ex["points"], ex["point_mask"], ex["colors"], ex["color_mask"], seed2,
-            image_size, load, flip=do_augment)
-        image = tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
-        image = tf.ensure_shape(image, [image_size, image_size, 3])
+        offset, flipped = jitter_draws(seed2, image_size, load, flip=do_augment)
+        image = resize_image(decode_image(ex["image"]), load)
+        image = _to_unit(_crop_flip(image, offset, flipped, image_size, load))
+        pts, pmask, colors, cmask = move_keypoints(ex["points"], ex["point_mask"], ex["colors"],
+                                                   ex["color_mask"], offset, flipped, image_size, load)
         ex = {"image": image, "points": pts, "point_mask": pmask, "colors": colors,
               "color_mask": cmask, "seed": seed2}
         return finish(ex) if finish is not None else ex
@@ -138,58 +158,94 @@ def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size:
     return ds.map(parse, num_parallel_calls=num_parallel_calls, deterministic=True), count
 
 
-def _batch(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool, num_parallel_calls):
-    """Batches pairs; batch 1 (the GAN default) is a free reshape with a static batch dimension,
-    where `batch` would copy every example once more."""
-    if batch_size == 1:
-        return ds.map(lambda a, b: (a[None], b[None]))
-    return ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls,
-                    deterministic=True)
+def _batched(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool, num_parallel_calls,
+             assemble) -> tf.data.Dataset:
+    """Batches per-example parts, then `assemble` builds the big per-pixel tensors of the whole
+    batch at once: each is written once, where building them per example and batching would
+    copy them again (3.7 MB per example for the 14-channel condition)."""
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls,
+                  deterministic=True)
+    return ds.map(assemble, num_parallel_calls=num_parallel_calls, deterministic=True)
 
 
-def mix_planes(planes, weights, image_size: int) -> tf.Tensor:
-    """[S, S, C] = sum over k of planes[k] ([S, S] or [S, S, 1]) times weights[k] ([C]).
+def _add_batch_dim(*tensors):
+    """Batch size 1 (the GAN default): a free reshape with a static batch dimension, where
+    `batch` would copy every example once more."""
+    return tuple(t[None] for t in tensors)
 
-    One matmul, [K, S*S]^T x [K, C], builds the channel-interleaved input: on the CPU this is
-    ~3x cheaper than tf.tile + tf.concat, whose kernels copy a few floats per pixel at a time.
-    """
-    s = image_size
-    p = tf.stack([tf.reshape(x, [s * s]) for x in planes])  # [K, S*S], contiguous copies
-    c = weights.shape[-1]
-    return tf.reshape(tf.matmul(p, weights, transpose_a=True), [s, s, c])
+
+def use_xla(image_size: int, jit_compile: Optional[bool]) -> bool:
+    """Whether the pipelines compile their per-pixel work with XLA: by default from JIT_FROM
+    pixels, where it is ~3x cheaper per example; below, the ~1 s compile per shape is not
+    worth it (tests, small experiments)."""
+    return image_size >= JIT_FROM if jit_compile is None else bool(jit_compile)
+
+
+def condition_draws(colors, seed, size: int, color_jitter: float = 0.1):
+    """The random part of the ``keypoints_colors_noise`` condition of one face: (colors [4, 3]
+    jittered by up to +-color_jitter in [-1, 1] units, noise [size, size] uniform in [-1, 1]),
+    a function of seed (int [2])."""
+    k = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64) + 7, 2)
+    # +-color_jitter in [-1, 1] units is +-color_jitter / 2 in [0, 1] colour units
+    jitter = tf.random.stateless_uniform([4, 3], k[0], -color_jitter / 2.0, color_jitter / 2.0)
+    colors = tf.clip_by_value(tf.convert_to_tensor(colors, tf.float32) + jitter, 0.0, 1.0)
+    return colors, tf.random.stateless_uniform([size, size], k[1], -1.0, 1.0)
+
+
+def assemble_condition(points, point_mask, colors, color_mask, size: int, condition: str,
+                       noise=None) -> tf.Tensor:
+    """The pix2pix generator input from already-drawn parts, [..., size, size, C] (see the module
+    docstring): the landmark layer, the 12 colour planes (a missing colour is 0), then `noise`
+    ([..., size, size], ``keypoints_colors_noise`` only). Vectorised over leading dimensions, and
+    a per-pixel chain: under XLA, one pass writing the output."""
+    layer = landmarks.render_graph(points, point_mask, size)  # [..., S, S, 1]
+    if condition == "keypoints":
+        return layer
+    colors = tf.convert_to_tensor(colors, tf.float32)
+    color_mask = tf.convert_to_tensor(color_mask, tf.float32)
+    planes = (colors * 2.0 - 1.0) * color_mask[..., None]  # [..., 4, 3]
+    planes = tf.reshape(planes, tf.concat([tf.shape(planes)[:-2], [1, 1, 12]], 0))
+    parts = [layer, tf.broadcast_to(planes, tf.concat([tf.shape(layer)[:-1], [12]], 0))]
+    if condition == "keypoints_colors_noise":
+        parts.append(tf.convert_to_tensor(noise, tf.float32)[..., None])
+    out = tf.concat(parts, -1)
+    out.set_shape(layer.shape[:-1].concatenate([CONDITION_CHANNELS[condition]]))
+    return out
+
+
+def with_landmarks(image, points, point_mask, size: int) -> tf.Tensor:
+    """[..., S, S, 3] image + its landmark layer as a 4th channel (CycleGAN's landmark_channel)."""
+    return tf.concat([image, landmarks.render_graph(points, point_mask, size)], -1)
+
+
+# Graph functions (fast eagerly too) and their XLA-compiled twins: same ops, same values up to
+# float rounding (tests check), one compile per shape.
+_ASSEMBLE = {False: tf.function(assemble_condition, reduce_retracing=True),
+             True: tf.function(assemble_condition, jit_compile=True)}
+_WITH_LANDMARKS = {False: tf.function(with_landmarks, reduce_retracing=True),
+                   True: tf.function(with_landmarks, jit_compile=True)}
 
 
 def pix2pix_condition(points, point_mask, colors, color_mask, size: int, condition: str,
                       seed=None, color_jitter: float = 0.1) -> tf.Tensor:
     """The pix2pix generator input of one face, [size, size, C] (see the module docstring).
 
-    The one place the condition is built: the training pipeline, the photo -> anime CLI and the
-    exported serving graphs all call this. points [5, 2] normalised, point_mask [5], colors
-    [4, 3] in [0, 1], color_mask [4]; seed: int [2], used (jitter and noise) only by
-    ``keypoints_colors_noise``: the same seed gives the same condition.
+    The one definition of the condition: the training pipeline (which builds the same values
+    from `condition_draws` + `assemble_condition`, batched), the photo -> anime CLI and the
+    exported serving graphs. points [5, 2] normalised, point_mask [5], colors [4, 3] in [0, 1],
+    color_mask [4]; seed: int [2], used (jitter and noise) only by ``keypoints_colors_noise``:
+    the same seed gives the same condition.
     """
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, not {condition!r}")
-    s = size
-    layer = landmarks.render(points, point_mask, s)  # [S, S, 1]
-    if condition == "keypoints":
-        return layer
-    n_ch = CONDITION_CHANNELS[condition]
-    onehot = np.eye(n_ch, dtype=np.float32)
-    ones = np.ones([s * s], np.float32)
+    noise = None
+    if condition == "keypoints_colors_noise":
+        colors, noise = condition_draws(colors, seed, size, color_jitter)
+    points = tf.convert_to_tensor(points, tf.float32)
+    point_mask = tf.cast(tf.convert_to_tensor(point_mask), tf.float32)
     colors = tf.convert_to_tensor(colors, tf.float32)
-    color_mask = tf.convert_to_tensor(color_mask, tf.float32)
-    if condition == "keypoints_colors_noise":
-        k = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64) + 7, 2)
-        # +-color_jitter in [-1, 1] units is +-color_jitter / 2 in [0, 1] colour units
-        jitter = tf.random.stateless_uniform([4, 3], k[0], -color_jitter / 2.0, color_jitter / 2.0)
-        colors = tf.clip_by_value(colors + jitter, 0.0, 1.0)
-    planes = tf.reshape((colors * 2.0 - 1.0) * color_mask[:, None], [12])  # missing: 0
-    row = tf.concat([[0.0], planes, [0.0] * (n_ch - 13)], 0)  # constant part, per channel
-    if condition == "keypoints_colors_noise":
-        noise = tf.random.stateless_uniform([s, s], k[1], -1.0, 1.0)
-        return mix_planes([layer, noise, ones], tf.stack([onehot[0], onehot[13], row]), s)
-    return mix_planes([layer, ones], tf.stack([onehot[0], row]), s)
+    color_mask = tf.cast(tf.convert_to_tensor(color_mask), tf.float32)
+    return _ASSEMBLE[False](points, point_mask, colors, color_mask, size, condition, noise)
 
 
 def pix2pix_dataset(dataset_dir: str, split: str = "train", condition: str = "keypoints",
@@ -197,54 +253,84 @@ def pix2pix_dataset(dataset_dir: str, split: str = "train", condition: str = "ke
                     seed: int = 0, shuffle: Optional[bool] = None, shuffle_buffer: int = 1024,
                     repeat: bool = False, drop_remainder: bool = False,
                     load_size: Optional[int] = None, color_jitter: float = 0.1,
-                    verify: bool = True, num_parallel_calls=AUTOTUNE) -> tf.data.Dataset:
+                    verify: bool = True, num_parallel_calls=AUTOTUNE,
+                    jit_compile: Optional[bool] = None) -> tf.data.Dataset:
     """(inputs [B, S, S, C], target [B, S, S, 3]) batches from a pix2pix dataset.
 
     `condition` picks C (see the module docstring). `shuffle` defaults to True for "train".
     `verify` reads every shard once (CRC) so a corrupt shard fails here, naming the file.
+    `jit_compile`: XLA for the per-pixel work (default: see `use_xla`).
     """
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, not {condition!r}")
     info = records.read_info(dataset_dir, task="pix2pix")
     shuffle = (split == "train") if shuffle is None else shuffle
     s = image_size
+    xla = use_xla(s, jit_compile)
+    build = _ASSEMBLE[xla]
+    noisy = condition == "keypoints_colors_noise"
 
-    def to_pair(ex):
-        inputs = pix2pix_condition(ex["points"], ex["point_mask"], ex["colors"], ex["color_mask"],
-                                   s, condition, ex["seed"], color_jitter)
-        return inputs, ex["image"]
+    def parts(ex):
+        """Per example: the target and the small inputs of the condition (+ its random draws)."""
+        out = {k: ex[k] for k in ("image", "points", "point_mask", "colors", "color_mask")}
+        if noisy:
+            out["colors"], out["noise"] = condition_draws(ex["colors"], ex["seed"], s, color_jitter)
+        return out
 
+    def pair(p):
+        return build(p["points"], p["point_mask"], p["colors"], p["color_mask"], s, condition,
+                     p.get("noise")), p["image"]
+
+    one_by_one = batch_size == 1
     ds, _ = _examples(dataset_dir, split, "anime", info, image_size, augment, seed, shuffle,
-                      shuffle_buffer, repeat, load_size, verify, num_parallel_calls, finish=to_pair)
-    return _batch(ds, batch_size, drop_remainder, num_parallel_calls).prefetch(AUTOTUNE)
+                      shuffle_buffer, repeat, load_size, verify, num_parallel_calls,
+                      finish=(lambda ex: _add_batch_dim(*pair(parts(ex)))) if one_by_one else parts)
+    if not one_by_one:
+        ds = _batched(ds, batch_size, drop_remainder, num_parallel_calls, pair)
+    return ds.prefetch(AUTOTUNE)
 
 
 def cyclegan_dataset(dataset_dir: str, split: str = "train", image_size: int = 256,
                      landmark_channel: bool = False, augment: bool = False, batch_size: int = 1, *,
                      seed: int = 0, shuffle: Optional[bool] = None, shuffle_buffer: int = 1024,
                      drop_remainder: bool = False, load_size: Optional[int] = None,
-                     verify: bool = True, num_parallel_calls=AUTOTUNE) -> tf.data.Dataset:
+                     verify: bool = True, num_parallel_calls=AUTOTUNE,
+                     jit_compile: Optional[bool] = None) -> tf.data.Dataset:
     """Unpaired (photo [B, S, S, C], anime [B, S, S, C]) batches, C = 4 with `landmark_channel`.
 
     One pass is as long as the larger domain; the smaller one cycles (reshuffled each time).
+    `jit_compile`: XLA for the per-pixel work (default: see `use_xla`).
     """
     info = records.read_info(dataset_dir, task="cyclegan")
     shuffle = (split == "train") if shuffle is None else shuffle
     s = image_size
+    xla = use_xla(s, jit_compile)
+    add_layer = _WITH_LANDMARKS[xla]
 
-    def one(ex):
+    def parts(ex):
         if not landmark_channel:
             return ex["image"]
-        return tf.concat([ex["image"], landmarks.render(ex["points"], ex["point_mask"], s)], -1)
+        return {k: ex[k] for k in ("image", "points", "point_mask")}
 
-    photo, n_photo = _examples(dataset_dir, split, "photo", info, image_size, augment, seed,
-                               shuffle, shuffle_buffer, True, load_size, verify, num_parallel_calls,
-                               finish=one)
-    anime, n_anime = _examples(dataset_dir, split, "anime", info, image_size, augment, seed + 1,
-                               shuffle, shuffle_buffer, True, load_size, verify, num_parallel_calls,
-                               finish=one)
+    def one(p):
+        return add_layer(p["image"], p["points"], p["point_mask"], s) if landmark_channel else p
+
+    # With the landmark channel and batches, the 4-channel images are built after batching.
+    late = landmark_channel and batch_size > 1
+    domains = [_examples(dataset_dir, split, name, info, image_size, augment, seed + k, shuffle,
+                         shuffle_buffer, True, load_size, verify, num_parallel_calls,
+                         finish=parts if late else (lambda ex: one(parts(ex))))
+               for k, name in enumerate(("photo", "anime"))]
+    (photo, n_photo), (anime, n_anime) = domains
     ds = tf.data.Dataset.zip((photo, anime)).take(max(n_photo, n_anime))
-    return _batch(ds, batch_size, drop_remainder, num_parallel_calls).prefetch(AUTOTUNE)
+    if batch_size == 1:
+        ds = ds.map(_add_batch_dim)
+    elif late:
+        ds = _batched(ds, batch_size, drop_remainder, num_parallel_calls, lambda a, b: (one(a), one(b)))
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder,
+                      num_parallel_calls=num_parallel_calls, deterministic=True)
+    return ds.prefetch(AUTOTUNE)
 
 
 def element_spec_summary(ds: tf.data.Dataset) -> Dict[str, str]:
