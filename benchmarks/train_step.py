@@ -7,7 +7,10 @@ the 1x1 bottleneck), built separately for each variant from the same seed.
 * baseline: the TF pix2pix tutorial's step, untuned: plain tf.function, two GradientTapes,
   D called separately on the real and the fake pair, keras.optimizers.Adam x2.
 * ours: translate.training's step: one persistent tape, two D calls, and
-  translate.optimizers.FusedAdam (TF's fused ResourceApplyAdam kernel) x2.
+  translate.optimizers.FusedAdam (TF's fused ResourceApplyAdam kernel) x2; the networks with
+  `fast_conv` (same weights): the U-Net's convs and transposed convs at <= 16 px as matmuls
+  oriented to stream their 16-32 MB kernels once (layers.LowResConv2D / LowResConv2DTranspose;
+  TF's conv kernels took 2-6x longer there), the PatchGAN's stride-1 convs as layers.FastConv2D.
 * ours_xla: ours with the forward/backward XLA-compiled (--jit_compile).
 
 Timing runs the variants round-robin in one process (so load from other users hits them
@@ -76,8 +79,9 @@ def build(variant: str, size: int, in_channels: int, batch: int, seed: int = 0):
     from translate.models import pix2pix
 
     keras.utils.set_random_seed(seed)
-    G = pix2pix.unet_generator(size, in_channels)
-    D = pix2pix.patch_discriminator(size, in_channels)
+    fast = variant != "baseline"
+    G = pix2pix.unet_generator(size, in_channels, fast_conv=fast)
+    D = pix2pix.patch_discriminator(size, in_channels, fast_conv=fast)
     cond = tf.random.stateless_uniform([batch, size, size, in_channels], [seed, 1], -1, 1)
     target = tf.random.stateless_uniform([batch, size, size, 3], [seed, 2], -1, 1)
     if variant == "baseline":

@@ -102,3 +102,37 @@ def test_reflection_pad():
     y = layers.ReflectionPad2D(1)(x)
     assert y.shape == (1, 5, 5, 1)
     assert y[0, 0, 0, 0] == x[0, 1, 1, 0] and y[0, 2, 0, 0] == x[0, 1, 1, 0]
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("hw,b", [(1, 2), (2, 1), (4, 2), (8, 1), (32, 1)])
+def test_low_res_convs_match_keras_convs_and_their_gradients(transposed, hw, b):
+    """LowResConv2D / LowResConv2DTranspose (matmul forms up to 16 px, keras' own above) give
+    keras' values and gradients, batch > 1 included, with the same weights."""
+    if not transposed and hw == 1:
+        hw = 2  # a stride-2 conv of a 1x1 input is not in the U-Net
+    x = tf.random.normal([b, hw, hw, 6], seed=2)
+    if transposed:
+        ref = keras.layers.Conv2DTranspose(5, 4, 2, "same", activation="tanh")
+        fast = layers.LowResConv2DTranspose(5, 4, 2, "same", activation="tanh")
+    else:
+        ref = keras.layers.Conv2D(5, 4, 2, "same", activation="tanh")
+        fast = layers.LowResConv2D(5, 4, 2, "same", activation="tanh")
+    ref.build(x.shape)
+    fast.build(x.shape)
+    fast.set_weights([w + 0.1 * np.random.default_rng(0).normal(size=w.shape) for w in ref.get_weights()])
+    ref.set_weights(fast.get_weights())
+
+    @tf.function
+    def grads(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.cos(3.0 * y))
+        return [y] + tape.gradient(loss, [x] + layer.trainable_variables)
+
+    for want, got in zip(grads(ref), grads(fast)):
+        want = want.numpy()
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(want).max()))
+    assert [w.path.split("/")[-1] for w in fast.weights] == [w.path.split("/")[-1] for w in ref.weights]

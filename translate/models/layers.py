@@ -128,3 +128,93 @@ class FastConv2D(keras.layers.Conv2D):
         if self.use_bias:
             y = tf.nn.bias_add(y, self.bias)
         return self.activation(y) if self.activation is not None else y
+
+
+# ------------------------------------------------ low-resolution strided convs as matmuls
+# At the U-Net's inner levels (a few pixels, 512-1024 channels) a 4x4 conv is one small-M matrix
+# product with a 16-32 MB kernel. TF's CPU conv kernels and MatMul with a transposed kernel
+# operand took 5-10x the time of streaming the kernel once (e.g. 92 ms vs 10 ms for
+# [4, 1024] x [1024, 8192]^T), so these products are written with the orientations that
+# stream the big operand, forward and backward.
+
+@tf.custom_gradient
+def matmul_wxt(w: tf.Tensor, x: tf.Tensor):
+    """w [N, K] @ x[M, K]^T -> [N, M], with small M."""
+    def grad(dy):
+        dy_t = tf.transpose(dy)  # [M, N]: small; these orientations measured fastest
+        return tf.matmul(dy_t, x, transpose_a=True), tf.matmul(dy_t, w)
+    return tf.matmul(w, x, transpose_b=True), grad
+
+
+@tf.custom_gradient
+def matmul_w(x: tf.Tensor, w: tf.Tensor):
+    """x [M, K] @ w[K, N] with small M."""
+    y = tf.matmul(x, w)
+
+    def grad(dy):
+        return tf.transpose(tf.matmul(w, dy, transpose_b=True)), tf.matmul(x, dy, transpose_a=True)
+    return y, grad
+
+
+def conv_same_as_matmul(x: tf.Tensor, kernel: tf.Tensor, stride: int) -> tf.Tensor:
+    """tf.nn.conv2d(x, kernel [K, K, Ci, Co], stride, 'SAME') as im2col + matmul_w (square x)."""
+    k, ci, co = kernel.shape[0], kernel.shape[2], kernel.shape[3]
+    n = x.shape[1]
+    n_out = -(-n // stride)
+    total = max((n_out - 1) * stride + k - n, 0)
+    lo = total // 2
+    xp = tf.pad(x, [[0, 0], [lo, total - lo], [lo, total - lo], [0, 0]])
+    span = stride * (n_out - 1) + 1
+    cols = tf.stack([xp[:, a:a + span:stride, b:b + span:stride] for a in range(k) for b in range(k)], 3)
+    y = matmul_w(tf.reshape(cols, [-1, k * k * ci]), tf.reshape(kernel, [k * k * ci, co]))
+    return tf.reshape(y, [-1, n_out, n_out, co])
+
+
+def conv_transpose_4x4s2_as_matmul(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """Conv2DTranspose(k=4, stride 2, 'same') of square x with a keras kernel [4, 4, Co, Ci]:
+    one matmul_wt gives every input pixel's 4x4 output patch, then the patches are summed into
+    place (col2im) phase by phase: output row 2u + p gets kernel rows p and p + 2."""
+    co, ci, n = kernel.shape[2], kernel.shape[3], x.shape[1]
+    y = matmul_wxt(tf.reshape(kernel, [16 * co, ci]), tf.reshape(x, [-1, ci]))  # [16 Co, B n n]
+    if n == 1:  # one patch: the output is its centre (the general path was 5x slower here)
+        return tf.reshape(tf.transpose(y), [-1, 4, 4, co])[:, 1:3, 1:3]
+    y = tf.reshape(y, [2, 2, 2, 2, co, -1, n, n])  # kernel row 2a + p, column 2b + q
+    slabs = tf.unstack(tf.reshape(tf.transpose(y, [0, 2, 5, 6, 7, 1, 3, 4]), [4, -1, n, n, 4 * co]))
+    full = tf.add_n([tf.pad(slab, [[0, 0], [a, 1 - a], [b, 1 - b], [0, 0]])
+                     for slab, (a, b) in zip(slabs, [(0, 0), (0, 1), (1, 0), (1, 1)])])
+    return tf.nn.depth_to_space(full, 2)[:, 1:2 * n + 1, 1:2 * n + 1]
+
+
+MATMUL_MAX_SIZE = 16  # input sides up to this use the matmul forms (measured faster at 2-16 px)
+
+
+def _uses_matmul(layer, inputs) -> bool:
+    h, w = inputs.shape[1], inputs.shape[2]
+    return (h is not None and h == w and h <= MATMUL_MAX_SIZE and layer.padding == "same"
+            and tuple(layer.dilation_rate) == (1, 1) and layer.data_format == "channels_last")
+
+
+@keras.saving.register_keras_serializable(package="translate")
+class LowResConv2D(keras.layers.Conv2D):
+    """keras Conv2D ('same' padding) that computes as `conv_same_as_matmul` when the input is
+    at most MATMUL_MAX_SIZE pixels square; same weights and names as Conv2D."""
+
+    def convolution_op(self, inputs, kernel):
+        if _uses_matmul(self, inputs) and self.strides[0] == self.strides[1]:
+            return conv_same_as_matmul(inputs, tf.convert_to_tensor(kernel), self.strides[0])
+        return super().convolution_op(inputs, kernel)
+
+
+@keras.saving.register_keras_serializable(package="translate")
+class LowResConv2DTranspose(keras.layers.Conv2DTranspose):
+    """keras Conv2DTranspose(4, 2, 'same') that computes as `conv_transpose_4x4s2_as_matmul`
+    when the input is at most MATMUL_MAX_SIZE pixels square; same weights and names."""
+
+    def call(self, inputs):
+        if not (_uses_matmul(self, inputs) and tuple(self.kernel_size) == (4, 4)
+                and tuple(self.strides) == (2, 2) and self.output_padding is None):
+            return super().call(inputs)
+        y = conv_transpose_4x4s2_as_matmul(inputs, tf.convert_to_tensor(self.kernel))
+        if self.use_bias:
+            y = tf.nn.bias_add(y, self.bias)
+        return self.activation(y) if self.activation is not None else y

@@ -38,11 +38,16 @@ def unet_levels(image_size: int) -> int:
 
 def unet_generator(image_size: int, in_channels: int, out_channels: int = 3, ngf: int = 64,
                    norm: str = "instance", dropout: float = 0.5, dropout_at_inference: bool = True,
-                   name: str = "generator") -> keras.Model:
+                   fast_conv: bool = True, name: str = "generator") -> keras.Model:
     """[B, S, S, in_channels] in [-1, 1] -> [B, S, S, out_channels] in [-1, 1] (tanh).
 
     The innermost activation layer is named "bottleneck" (1x1, for tests and inspection).
+    fast_conv: convs and transposed convs at <= 16 px as matmuls (layers.LowResConv2D /
+    LowResConv2DTranspose: same weights and names; the inner levels' 16-32 MB kernels made TF's
+    conv kernels 2-6x slower than streaming them once).
     """
+    conv = layers.LowResConv2D if fast_conv else keras.layers.Conv2D
+    conv_t = layers.LowResConv2DTranspose if fast_conv else keras.layers.Conv2DTranspose
     levels = unet_levels(image_size)
     filters = [ngf * min(2 ** i, 8) for i in range(levels)]
     init = layers.conv_init()
@@ -51,35 +56,38 @@ def unet_generator(image_size: int, in_channels: int, out_channels: int = 3, ngf
     for i, f in enumerate(filters):
         innermost = i == levels - 1
         use_norm = 0 < i < levels - 1
-        h = keras.layers.Conv2D(f, 4, 2, "same", use_bias=not use_norm, kernel_initializer=init,
-                                name=f"down{i}_conv")(h)
+        h = conv(f, 4, 2, "same", use_bias=not use_norm, kernel_initializer=init,
+                 name=f"down{i}_conv")(h)
         if use_norm:
             h = layers.norm_layer(norm, f"down{i}_norm")(h)
         h = keras.layers.LeakyReLU(0.2, name="bottleneck" if innermost else f"down{i}_act")(h)
         skips.append(h)
     drop = layers.InferenceDropout if dropout_at_inference else keras.layers.Dropout
     for j, (f, skip) in enumerate(zip(filters[-2::-1], skips[-2::-1])):
-        h = keras.layers.Conv2DTranspose(f, 4, 2, "same", use_bias=False, kernel_initializer=init,
-                                         name=f"up{j}_conv")(h)
+        h = conv_t(f, 4, 2, "same", use_bias=False, kernel_initializer=init, name=f"up{j}_conv")(h)
         h = layers.norm_layer(norm, f"up{j}_norm")(h)
         if j < DROPOUT_BLOCKS and dropout > 0:
             h = drop(dropout, name=f"up{j}_dropout")(h)
         h = keras.layers.ReLU(name=f"up{j}_act")(h)
         h = keras.layers.Concatenate(name=f"up{j}_skip")([h, skip])
-    y = keras.layers.Conv2DTranspose(out_channels, 4, 2, "same", kernel_initializer=init,
-                                     activation="tanh", name="output")(h)
+    y = conv_t(out_channels, 4, 2, "same", kernel_initializer=init, activation="tanh",
+               name="output")(h)
     return keras.Model(x, y, name=name)
 
 
 def patch_discriminator(image_size: int, in_channels: int, target_channels: int = 3, ndf: int = 64,
-                        n_layers: int = 3, norm: str = "instance",
+                        n_layers: int = 3, norm: str = "instance", fast_conv: bool = True,
                         name: str = "discriminator") -> keras.Model:
     """(condition, image) -> patch logits; 70x70 receptive field with n_layers=3 (30x30 at 256).
 
     Conditional: the condition and the (real or generated) image are concatenated on channels.
     Padding as junyanz (1 on each side): 'same' for the stride-2 convs, explicit for stride 1.
+    fast_conv: the two stride-1 convs as layers.FastConv2D (same weights and names; their
+    gradients as forward convolutions: the 512 -> 1 logits conv's filter gradient took ~5% of a
+    256 px training step in TF's Conv2DBackpropFilter).
     """
     init = layers.conv_init()
+    stride1 = layers.FastConv2D if fast_conv else keras.layers.Conv2D
     cond = keras.Input((image_size, image_size, in_channels), name="condition")
     img = keras.Input((image_size, image_size, target_channels), name="image")
     h = keras.layers.Concatenate(name="pair")([cond, img])
@@ -92,12 +100,11 @@ def patch_discriminator(image_size: int, in_channels: int, target_channels: int 
                                     name=f"conv{n}")(h)
         else:
             h = keras.layers.ZeroPadding2D(1, name=f"pad{n}")(h)
-            h = keras.layers.Conv2D(f, 4, 1, "valid", use_bias=False, kernel_initializer=init,
-                                    name=f"conv{n}")(h)
+            h = stride1(f, 4, use_bias=False, kernel_initializer=init, name=f"conv{n}")(h)
         h = layers.norm_layer(norm, f"norm{n}")(h)
         h = keras.layers.LeakyReLU(0.2, name=f"act{n}")(h)
     h = keras.layers.ZeroPadding2D(1, name="pad_out")(h)
-    logits = keras.layers.Conv2D(1, 4, 1, "valid", kernel_initializer=init, name="logits")(h)
+    logits = stride1(1, 4, kernel_initializer=init, name="logits")(h)
     return keras.Model([cond, img], logits, name=name)
 
 
