@@ -1,9 +1,11 @@
 """tf.data pipelines over face-record datasets for pix2pix and CycleGAN.
 
-Everything in the maps is plain TensorFlow (no `py_function`), in one parallel map per
-example: parse, decode, random resize-crop jitter and horizontal flip (points move with the
-pixels; left and right eye swap, and so do their colours), the landmark
-layer (`translate.landmarks.render`) and the conditioning planes; then batch and prefetch.
+Everything in the maps is plain TensorFlow (no `py_function`). One parallel map per example:
+parse, decode, random resize-crop jitter and horizontal flip (points move with the pixels; left
+and right eye swap, and so do their colours) and the condition's random draws. The big per-pixel
+tensors (landmark layer, colour and noise planes, CycleGAN's 4th channel) are then written in one
+pass (`assemble_condition`, `with_landmarks`: XLA-compiled from JIT_FROM pixels), per example at
+batch size 1 and after batching otherwise (so they are never copied into a batch); prefetch.
 
 pix2pix conditions (the three experiments of the original work), channels of `inputs`:
 
@@ -12,9 +14,9 @@ pix2pix conditions (the three experiments of the original work), channels of `in
   eye) as constant RGB planes in [-1, 1]; a missing colour is a 0 (grey) plane. Constant planes,
   not painted regions: the network sees the colour everywhere, whatever the pose.
 * ``keypoints_colors_noise``: 14 channels, as above with each colour jittered per example by up to
-  +-`color_jitter` (in [-1, 1] units, uniform) and one channel of uniform noise in [-1, 1], so the
-  net cannot map an exact attribute tuple to one memorised picture. Jitter and noise are seeded
-  and drawn for every split (they are part of the condition, not augmentation).
+  +-`color_jitter` (in [-1, 1] units, uniform) and one channel of uniform noise in (-1, 1) (65536
+  levels), so the net cannot map an exact attribute tuple to one memorised picture. Jitter and
+  noise are seeded and drawn for every split (they are part of the condition, not augmentation).
 
 Images are float32 in [-1, 1] with static shapes [B, S, S, C] (B static with batch_size 1 or
 drop_remainder).
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
 
-import numpy as np
 import tensorflow as tf
 
 from translate import landmarks, records
@@ -182,22 +183,33 @@ def use_xla(image_size: int, jit_compile: Optional[bool]) -> bool:
 
 
 def condition_draws(colors, seed, size: int, color_jitter: float = 0.1):
-    """The random part of the ``keypoints_colors_noise`` condition of one face: (colors [4, 3]
-    jittered by up to +-color_jitter in [-1, 1] units, noise [size, size] uniform in [-1, 1]),
-    a function of seed (int [2])."""
+    """The random part of the ``keypoints_colors_noise`` condition of one face, a function of
+    seed (int [2]): (colors [4, 3] jittered by up to +-color_jitter in [-1, 1] units, noise bits
+    uint32 [size, ceil(size / 2)], two 16-bit noise values each: see `noise_from_bits`)."""
     k = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64) + 7, 2)
     # +-color_jitter in [-1, 1] units is +-color_jitter / 2 in [0, 1] colour units
     jitter = tf.random.stateless_uniform([4, 3], k[0], -color_jitter / 2.0, color_jitter / 2.0)
     colors = tf.clip_by_value(tf.convert_to_tensor(colors, tf.float32) + jitter, 0.0, 1.0)
-    return colors, tf.random.stateless_uniform([size, size], k[1], -1.0, 1.0)
+    bits = tf.random.stateless_uniform([size, (size + 1) // 2], k[1], minval=None, maxval=None,
+                                       dtype=tf.uint32)
+    return colors, bits
+
+
+def noise_from_bits(bits, size: int) -> tf.Tensor:
+    """uint32 [..., size, ceil(size / 2)] -> float32 noise [..., size, size], uniform in (-1, 1)
+    on 65536 levels. Half the random bits of one float each (Philox is most of the noise's cost),
+    and unpacked inside the (XLA) kernel that writes the condition."""
+    halves = tf.stack([tf.bitwise.bitwise_and(bits, 0xFFFF), tf.bitwise.right_shift(bits, 16)], -1)
+    halves = tf.reshape(halves, tf.concat([tf.shape(bits)[:-1], [-1]], 0))[..., :size]
+    return tf.cast(halves, tf.float32) * (2.0 / 65536.0) + (1.0 / 65536.0 - 1.0)
 
 
 def assemble_condition(points, point_mask, colors, color_mask, size: int, condition: str,
-                       noise=None) -> tf.Tensor:
+                       noise_bits=None) -> tf.Tensor:
     """The pix2pix generator input from already-drawn parts, [..., size, size, C] (see the module
-    docstring): the landmark layer, the 12 colour planes (a missing colour is 0), then `noise`
-    ([..., size, size], ``keypoints_colors_noise`` only). Vectorised over leading dimensions, and
-    a per-pixel chain: under XLA, one pass writing the output."""
+    docstring): the landmark layer, the 12 colour planes (a missing colour is 0), then the noise
+    of `noise_bits` (``keypoints_colors_noise`` only, see `condition_draws`). Vectorised over
+    leading dimensions, and a per-pixel chain: under XLA, one pass writing the output."""
     layer = landmarks.render_graph(points, point_mask, size)  # [..., S, S, 1]
     if condition == "keypoints":
         return layer
@@ -207,7 +219,7 @@ def assemble_condition(points, point_mask, colors, color_mask, size: int, condit
     planes = tf.reshape(planes, tf.concat([tf.shape(planes)[:-2], [1, 1, 12]], 0))
     parts = [layer, tf.broadcast_to(planes, tf.concat([tf.shape(layer)[:-1], [12]], 0))]
     if condition == "keypoints_colors_noise":
-        parts.append(tf.convert_to_tensor(noise, tf.float32)[..., None])
+        parts.append(noise_from_bits(noise_bits, size)[..., None])
     out = tf.concat(parts, -1)
     out.set_shape(layer.shape[:-1].concatenate([CONDITION_CHANNELS[condition]]))
     return out
@@ -238,14 +250,14 @@ def pix2pix_condition(points, point_mask, colors, color_mask, size: int, conditi
     """
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, not {condition!r}")
-    noise = None
+    bits = None
     if condition == "keypoints_colors_noise":
-        colors, noise = condition_draws(colors, seed, size, color_jitter)
+        colors, bits = condition_draws(colors, seed, size, color_jitter)
     points = tf.convert_to_tensor(points, tf.float32)
     point_mask = tf.cast(tf.convert_to_tensor(point_mask), tf.float32)
     colors = tf.convert_to_tensor(colors, tf.float32)
     color_mask = tf.cast(tf.convert_to_tensor(color_mask), tf.float32)
-    return _ASSEMBLE[False](points, point_mask, colors, color_mask, size, condition, noise)
+    return _ASSEMBLE[False](points, point_mask, colors, color_mask, size, condition, bits)
 
 
 def pix2pix_dataset(dataset_dir: str, split: str = "train", condition: str = "keypoints",
@@ -274,12 +286,13 @@ def pix2pix_dataset(dataset_dir: str, split: str = "train", condition: str = "ke
         """Per example: the target and the small inputs of the condition (+ its random draws)."""
         out = {k: ex[k] for k in ("image", "points", "point_mask", "colors", "color_mask")}
         if noisy:
-            out["colors"], out["noise"] = condition_draws(ex["colors"], ex["seed"], s, color_jitter)
+            out["colors"], out["noise_bits"] = condition_draws(ex["colors"], ex["seed"], s,
+                                                               color_jitter)
         return out
 
     def pair(p):
         return build(p["points"], p["point_mask"], p["colors"], p["color_mask"], s, condition,
-                     p.get("noise")), p["image"]
+                     p.get("noise_bits")), p["image"]
 
     one_by_one = batch_size == 1
     ds, _ = _examples(dataset_dir, split, "anime", info, image_size, augment, seed, shuffle,
