@@ -136,3 +136,27 @@ def test_low_res_convs_match_keras_convs_and_their_gradients(transposed, hw, b):
         assert got.shape == want.shape
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(want).max()))
     assert [w.path.split("/")[-1] for w in fast.weights] == [w.path.split("/")[-1] for w in ref.weights]
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_instance_normalization_matches_group_normalization(affine):
+    """The closed-form-gradient instance norm gives keras GroupNormalization(groups=-1)'s values
+    and gradients (input and, when affine, gamma / beta) with the same weights."""
+    x = tf.random.normal([2, 6, 5, 4], seed=4) * 3.0 + 1.0
+    ref = keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, center=affine, scale=affine)
+    fast = layers.instance_norm(affine=affine)
+    assert isinstance(fast, layers.InstanceNormalization)
+    ref.build(x.shape)
+    fast.build(x.shape)
+    fast.set_weights([w + 0.3 * np.random.default_rng(1).normal(size=w.shape) for w in fast.get_weights()])
+    ref.set_weights(fast.get_weights())
+
+    def grads(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.sin(2.0 * y) * x)
+        return [y] + tape.gradient(loss, [x] + layer.trainable_variables)
+
+    for want, got in zip(grads(ref), grads(fast)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)

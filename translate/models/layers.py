@@ -16,21 +16,56 @@ def conv_init(gain: float = INIT_GAIN) -> keras.initializers.Initializer:
     return keras.initializers.RandomNormal(0.0, gain)
 
 
-def instance_norm(name=None, epsilon: float = 1e-5, affine: bool = True) -> keras.layers.Layer:
+def instance_norm(name=None, epsilon: float = 1e-5, affine: bool = True,
+                  fast: bool = True) -> keras.layers.Layer:
     """Per-example, per-channel norm. epsilon 1e-5 as PyTorch, not Keras' 1e-3 default.
 
     affine=False drops the learned scale and offset (PyTorch InstanceNorm2d's default, which
-    junyanz's CycleGAN uses)."""
-    return keras.layers.GroupNormalization(
+    junyanz's CycleGAN uses). fast: `InstanceNormalization` (closed-form gradient), else keras'
+    GroupNormalization itself; same weights either way."""
+    return (InstanceNormalization if fast else keras.layers.GroupNormalization)(
         groups=-1, epsilon=epsilon, center=affine, scale=affine,
         gamma_initializer=keras.initializers.RandomNormal(1.0, INIT_GAIN), name=name)
 
 
-def norm_layer(kind: str, name=None) -> keras.layers.Layer:
+def normalize_per_channel(x: tf.Tensor, epsilon: float) -> tf.Tensor:
+    """(x - mean) / sqrt(var + epsilon) over the spatial axes of NHWC x, with the closed-form
+    gradient rstd * (g - mean(g) - xhat * mean(g * xhat)): a third fewer passes over the
+    activations than autodiff through the moments (measured 6 vs 10 ms at 64x64x256)."""
+    @tf.custom_gradient
+    def norm(x):
+        xc = x - tf.reduce_mean(x, [1, 2], keepdims=True)
+        rstd = tf.math.rsqrt(tf.reduce_mean(tf.square(xc), [1, 2], keepdims=True) + epsilon)
+        xhat = xc * rstd
+
+        def grad(g):
+            return rstd * (g - tf.reduce_mean(g, [1, 2], keepdims=True)
+                           - xhat * tf.reduce_mean(g * xhat, [1, 2], keepdims=True))
+        return xhat, grad
+    return norm(x)
+
+
+@keras.saving.register_keras_serializable(package="translate")
+class InstanceNormalization(keras.layers.GroupNormalization):
+    """GroupNormalization with one group per channel (same weights, names and config) computed
+    by `normalize_per_channel` for NHWC images."""
+
+    def call(self, inputs):
+        if inputs.shape.rank != 4 or self.groups != inputs.shape[-1] or self.axis not in (-1, 3):
+            return super().call(inputs)
+        y = normalize_per_channel(tf.cast(inputs, tf.float32), self.epsilon)
+        if self.scale:
+            y = y * tf.cast(self.gamma, y.dtype)
+        if self.center:
+            y = y + tf.cast(self.beta, y.dtype)
+        return tf.cast(y, self.compute_dtype)
+
+
+def norm_layer(kind: str, name=None, fast: bool = True) -> keras.layers.Layer:
     """'instance' (default everywhere: per example, so exact under any batching or strategy) or
     'batch' (the pix2pix paper's choice; equals instance norm at batch 1 in training mode)."""
     if kind == "instance":
-        return instance_norm(name)
+        return instance_norm(name, fast=fast)
     if kind == "batch":
         return keras.layers.BatchNormalization(
             epsilon=1e-5, momentum=0.9,
@@ -89,6 +124,14 @@ def conv2d_valid_forward(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
     return full[:, k - 1:k - 1 + h, k - 1:k - 1 + wd]
 
 
+def _batch_to_in_channels(t: tf.Tensor) -> tf.Tensor:
+    """[B, H, W, C] -> [H, W, B, C]; at batch 1 (the GANs' default) a free reshape, where TF's
+    Transpose copied the whole tensor (~6% of a CycleGAN step)."""
+    if t.shape[0] == 1:
+        return tf.reshape(t, [t.shape[1], t.shape[2], 1, t.shape[3]])
+    return tf.transpose(t, [1, 2, 0, 3])
+
+
 @tf.custom_gradient
 def conv2d_valid(x: tf.Tensor, w: tf.Tensor):
     """conv2d_valid_forward whose gradients are also forward convolutions.
@@ -105,7 +148,7 @@ def conv2d_valid(x: tf.Tensor, w: tf.Tensor):
         k = w.shape[0]
         dy_pad = tf.pad(dy, [[0, 0], [k - 1, k - 1], [k - 1, k - 1], [0, 0]])
         dx = conv2d_valid_forward(dy_pad, tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]))
-        dw = tf.nn.conv2d(tf.transpose(x, [3, 1, 2, 0]), tf.transpose(dy, [1, 2, 0, 3]), 1, "VALID")
+        dw = tf.nn.conv2d(tf.transpose(x, [3, 1, 2, 0]), _batch_to_in_channels(dy), 1, "VALID")
         return dx, tf.transpose(dw, [1, 2, 0, 3])
     return y, grad
 

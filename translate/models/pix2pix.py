@@ -44,7 +44,8 @@ def unet_generator(image_size: int, in_channels: int, out_channels: int = 3, ngf
     The innermost activation layer is named "bottleneck" (1x1, for tests and inspection).
     fast_conv: convs and transposed convs at <= 16 px as matmuls (layers.LowResConv2D /
     LowResConv2DTranspose: same weights and names; the inner levels' 16-32 MB kernels made TF's
-    conv kernels 2-6x slower than streaming them once).
+    conv kernels 2-6x slower than streaming them once) and instance norm with its closed-form
+    gradient (layers.InstanceNormalization).
     """
     conv = layers.LowResConv2D if fast_conv else keras.layers.Conv2D
     conv_t = layers.LowResConv2DTranspose if fast_conv else keras.layers.Conv2DTranspose
@@ -59,13 +60,13 @@ def unet_generator(image_size: int, in_channels: int, out_channels: int = 3, ngf
         h = conv(f, 4, 2, "same", use_bias=not use_norm, kernel_initializer=init,
                  name=f"down{i}_conv")(h)
         if use_norm:
-            h = layers.norm_layer(norm, f"down{i}_norm")(h)
+            h = layers.norm_layer(norm, f"down{i}_norm", fast_conv)(h)
         h = keras.layers.LeakyReLU(0.2, name="bottleneck" if innermost else f"down{i}_act")(h)
         skips.append(h)
     drop = layers.InferenceDropout if dropout_at_inference else keras.layers.Dropout
     for j, (f, skip) in enumerate(zip(filters[-2::-1], skips[-2::-1])):
         h = conv_t(f, 4, 2, "same", use_bias=False, kernel_initializer=init, name=f"up{j}_conv")(h)
-        h = layers.norm_layer(norm, f"up{j}_norm")(h)
+        h = layers.norm_layer(norm, f"up{j}_norm", fast_conv)(h)
         if j < DROPOUT_BLOCKS and dropout > 0:
             h = drop(dropout, name=f"up{j}_dropout")(h)
         h = keras.layers.ReLU(name=f"up{j}_act")(h)
@@ -101,7 +102,7 @@ def patch_discriminator(image_size: int, in_channels: int, target_channels: int 
         else:
             h = keras.layers.ZeroPadding2D(1, name=f"pad{n}")(h)
             h = stride1(f, 4, use_bias=False, kernel_initializer=init, name=f"conv{n}")(h)
-        h = layers.norm_layer(norm, f"norm{n}")(h)
+        h = layers.norm_layer(norm, f"norm{n}", fast_conv)(h)
         h = keras.layers.LeakyReLU(0.2, name=f"act{n}")(h)
     h = keras.layers.ZeroPadding2D(1, name="pad_out")(h)
     logits = stride1(1, 4, kernel_initializer=init, name="logits")(h)
