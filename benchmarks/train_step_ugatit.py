@@ -9,8 +9,8 @@ local discriminators per domain) from the same seed, at 256x256, batch 1, `--lig
   the simultaneous G and D update (the scheme our step uses too, so both compute the same
   update), every network application a separate call (6 generator and 8 discriminator calls),
   straightforward layers (CAM = re-weight twice, concat, 1x1 conv over 2C channels; AdaLIN /
-  LIN = two separate normalisations mixed by rho; spectral norm always rescales the kernel),
-  keras Conv2D everywhere, keras.optimizers.Adam x2 with PyTorch's weight decay added to the gradients.
+  LIN = two separate normalisations mixed by rho; spectral norm always rescales the kernel;
+  keras GroupNormalization for the encoder's instance norm), keras Conv2D everywhere, keras.optimizers.Adam x2 with PyTorch's weight decay added to the gradients.
 * ours: translate/ugatit_family.py: the same losses and update with batched real calls (each
   generator's translation + identity and each discriminator's real + fake in one call), the
   folded CAM conv, one-pass LIN/AdaLIN statistics, spectral norm scaling the smaller of kernel /
@@ -94,15 +94,22 @@ def straightforward_layers():
             y = tf.nn.conv2d(x, self.kernel / self.sigma(bool(training)), self.strides, "VALID")
             return y + self.bias if self.use_bias else y
 
+    import functools
+
     import keras
+
+    from translate.models import layers
     saved = {n: getattr(ugatit, n) for n in ("CAM", "AdaLIN", "LIN", "SNConv2D", "STRIDE1_CONV")}
     for n, cls in zip(saved, (PlainCAM, PlainAdaLIN, PlainLIN, PlainSNConv2D, keras.layers.Conv2D)):
         setattr(ugatit, n, cls)
+    instance_norm = layers.instance_norm  # keras GroupNormalization, not our closed-form gradient
+    layers.instance_norm = functools.partial(instance_norm, fast=False)
     try:
         yield
     finally:
         for n, cls in saved.items():
             setattr(ugatit, n, cls)
+        layers.instance_norm = instance_norm
 
 
 def baseline_step(nets, lr, wd):
