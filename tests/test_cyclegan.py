@@ -7,6 +7,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from translate import loading  # noqa: E402
+from conftest import assert_layers_agree  # noqa: E402
 from translate.models import cyclegan, layers  # noqa: E402
 
 S = 32
@@ -60,22 +61,8 @@ def test_instance_norm_matches_numpy(affine):
 @pytest.mark.parametrize("hw,ci,co,k,b", [(9, 5, 6, 3, 2), (12, 16, 3, 7, 1), (10, 3, 16, 7, 2), (8, 16, 1, 4, 1)])
 def test_fast_conv_matches_keras_conv_and_its_gradients(hw, ci, co, k, b):
     x = tf.random.normal([b, hw, hw, ci], seed=1)
-    ref, fast = keras.layers.Conv2D(co, k, activation="tanh"), layers.FastConv2D(co, k, activation="tanh")
-    ref.build(x.shape)
-    fast.build(x.shape)
-    fast.set_weights(ref.get_weights())
-
-    @tf.function
-    def grads(layer):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x)
-            loss = tf.reduce_sum(y * tf.cos(3.0 * y))
-        return [y] + tape.gradient(loss, [x] + layer.trainable_variables)
-
-    for want, got in zip(grads(ref), grads(fast)):  # float32 sums in another order: error ~ scale
-        want = want.numpy()
-        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(want).max()))
+    assert_layers_agree(keras.layers.Conv2D(co, k, activation="tanh"),
+                        layers.FastConv2D(co, k, activation="tanh"), x)
     with pytest.raises(ValueError, match="strides"):
         layers.FastConv2D(4, 3, strides=2)
 
