@@ -124,6 +124,10 @@ def test_matches_straightforward_numpy_rendering(size, drop):
     np.testing.assert_allclose(L.render(p, m, size).numpy(), _numpy_layer(p, m, size), atol=2e-5)
 
 
-def test_graph_version_matches_compiled():
+def test_xla_compiled_render_matches():
+    """The pipelines compile render_graph with XLA: same layer, background still exactly 0."""
     p, m = pts_mask(drop=("mouth",))
-    np.testing.assert_allclose(L.render_graph(p, m, S).numpy(), L.render(p, m, S).numpy(), atol=2e-6)
+    xla = tf.function(lambda p, m: L.render_graph(p, m, S), jit_compile=True)(p, m).numpy()
+    ref = L.render(p, m, S).numpy()
+    np.testing.assert_allclose(xla, ref, atol=2e-6)
+    assert np.all(xla[ref == 0.0] == 0.0) and (ref == 0.0).mean() > 0.5
