@@ -1,11 +1,10 @@
 """Unpaired (photo <-> anime) training: one trainer, pluggable model "families" (CycleGAN, UGATIT).
 
-The trainer owns everything that is not the model: the tf.distribute strategy, flags.json,
-the input stream (translate.data.cyclegan_dataset, repeated, reseeded on resume), the
-tf.train.CheckpointManager and resume, SIGINT/SIGTERM (save after the current step), the
-tf.function step that runs the family's `replica_step` under `strategy.run` and sums the
-per-replica losses, TensorBoard scalars (losses, lr, steps/s) and image grids
-(A | A->B | A->B->A and B | B->A | B->A->B on fixed test examples).
+The trainer owns everything that is not the model: flags.json, the input stream
+(translate.data.cyclegan_dataset, repeated, reseeded on resume) and the image grids
+(A | A->B | A->B->A and B | B->A | B->A->B on fixed test examples); the rest (strategy,
+checkpoints and resume, SIGINT/SIGTERM, the tf.function step around the family's
+`replica_step`, TensorBoard scalars, progress) is translate.gan_trainer's, shared with pix2pix.
 
 A family owns its networks, optimizers, losses and step. The contract (see `Family`):
 
@@ -37,14 +36,11 @@ from __future__ import annotations
 import abc
 import dataclasses
 import importlib
-import math
-import os
-import shutil
-import signal
-import time
 from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Type
 
 import tensorflow as tf
+
+from translate.gan_trainer import ConfigError, GanTrainer, check_common
 
 COMMON_MODEL_KEYS = ("model", "image_size", "landmark_channel")
 DIRECTIONS = ("ab", "ba")  # a = photo, b = anime
@@ -164,7 +160,6 @@ def get_family(name: str) -> Type[Family]:
 
 
 # ====================================================================================== trainer
-STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 def _grid(a: tf.Tensor, ab: tf.Tensor, aba: tf.Tensor) -> tf.Tensor:
@@ -180,25 +175,17 @@ def _grid(a: tf.Tensor, ab: tf.Tensor, aba: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value((grid + 1.0) / 2.0, 0.0, 1.0)
 
 
-class UnpairedTrainer:
-    """Builds the run described by an UnpairedConfig (checking train_dir first); `run()` trains.
-
-    Same behaviour as translate.training.Pix2PixTrainer: resume from train_dir, SIGINT/SIGTERM
-    save and stop, CheckpointManager every save_every steps, summaries on the chief only.
-    """
+class UnpairedTrainer(GanTrainer):
+    """Builds the run described by an UnpairedConfig (checking train_dir first); `run()` trains
+    (translate.gan_trainer's loop around the family's replica step)."""
 
     def __init__(self, cfg: UnpairedConfig, log: Callable[[str], None] = print):
-        import keras
-
         from translate import run_config
-        from translate.training import ConfigError, is_chief, make_strategy
         self.cfg, self.log = cfg, log
         try:
             self.family = get_family(cfg.model)(cfg)
             self.family.check()
-        except UnknownFamilyError as e:
-            raise ConfigError(str(e)) from None
-        except ValueError as e:
+        except (UnknownFamilyError, ValueError) as e:
             raise ConfigError(str(e)) from None
         self._check(cfg)
         self.flags = {**cfg.as_flags(), **self.family.options}
@@ -207,48 +194,26 @@ class UnpairedTrainer:
         run_config.check_and_save(cfg.train_dir, self.flags,
                                   COMMON_MODEL_KEYS + tuple(self.family.model_keys), log=log)
         self.in_channels = 4 if cfg.landmark_channel else 3
-        self.strategy = make_strategy(cfg.strategy)
-        if cfg.batch_size % self.strategy.num_replicas_in_sync:
-            raise ConfigError(f"--batch_size={cfg.batch_size} does not split over "
-                              f"{self.strategy.num_replicas_in_sync} replicas")
-        keras.utils.set_random_seed(cfg.seed)
-        with self.strategy.scope():
-            self.family.build(self.in_channels)
-        self.checkpoint = tf.train.Checkpoint(**self.family.checkpoint_objects())
-        self.chief = is_chief(self.strategy)
-        ckpt_dir = cfg.train_dir if self.chief else os.path.join(
-            cfg.train_dir, f"worker_tmp_{self.strategy.cluster_resolver.task_id}")
-        self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, cfg.max_to_keep)
+        self._setup(self._build)
+
+    def _build(self) -> Dict:
+        self.family.build(self.in_channels)
+        return self.family.checkpoint_objects()
 
     @staticmethod
     def _check(cfg: UnpairedConfig) -> None:
-        from translate.training import ConfigError
-        for name in ("batch_size", "max_steps", "save_every", "summary_every", "log_every", "num_examples"):
-            if getattr(cfg, name) < 1:
-                raise ConfigError(f"--{name} must be >= 1, got {getattr(cfg, name)}")
+        check_common(cfg, ("batch_size", "max_steps", "save_every", "summary_every", "log_every",
+                           "num_examples"))
         if cfg.decay_start is not None and not 0 <= cfg.decay_start <= cfg.max_steps:
             raise ConfigError(f"--decay_from must be in [0, --max_steps={cfg.max_steps}], got {cfg.decay_start}")
-        if cfg.strategy not in STRATEGIES:
-            raise ConfigError(f"strategy must be one of {STRATEGIES}, not {cfg.strategy!r}")
-        if not cfg.dataset_dir or not cfg.train_dir:
-            raise ConfigError("--dataset_dir and --train_dir are required")
 
-    @property
-    def step(self) -> int:
-        return int(self.family.step_counter.iterations.numpy())
+    # ------------------------------------------------------------------ GanTrainer hooks
+    def _step_variable(self) -> tf.Variable:
+        return self.family.step_counter.iterations
 
-    def restore(self) -> int:
-        """Restores the latest checkpoint in train_dir if any; returns the step."""
-        latest = tf.train.latest_checkpoint(self.cfg.train_dir)
-        if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-            self.log(f"resumed from {latest} at step {self.step}, lr {self.family.learning_rate():.3g}")
-        return self.step
+    def learning_rate(self) -> float:
+        return self.family.learning_rate()
 
-    def save(self) -> str:
-        return self.manager.save(checkpoint_number=self.step)
-
-    # ------------------------------------------------------------------ data
     def _dataset(self, split, augment, batch_size, seed, shuffle=None):
         from translate import data
         cfg = self.cfg
@@ -258,10 +223,10 @@ class UnpairedTrainer:
 
     def _train_dataset(self, start_step: int) -> tf.data.Dataset:
         cfg = self.cfg
-        ds = self._dataset("train", cfg.augment, cfg.batch_size, cfg.seed + 1_000_003 * start_step).repeat()
-        opts = tf.data.Options()
-        opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return ds.with_options(opts)
+        return self._dataset("train", cfg.augment, cfg.batch_size, cfg.seed + 1_000_003 * start_step).repeat()
+
+    def _replica_step(self) -> Callable:
+        return self.family.replica_step
 
     def fixed_examples(self):
         """(photos, animes): the first `num_examples` of the test split (train without one)."""
@@ -278,20 +243,8 @@ class UnpairedTrainer:
                 return tuple(tf.concat([p[i] for p in pairs], 0) for i in range(2))
         raise records.DatasetError(f"{self.cfg.dataset_dir}: no examples")
 
-    # ------------------------------------------------------------------ loop
-    def _train_step_fn(self):
-        strategy, family = self.strategy, self.family
-
-        @tf.function
-        def train_step(iterator):
-            photo, anime = next(iterator)
-            per_replica = strategy.run(family.replica_step, args=(photo, anime))
-            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                    for k, v in per_replica.items()}
-        return train_step
-
-    def _grids_fn(self):
-        family = self.family
+    def _image_summaries(self) -> Callable[[], None]:
+        family, model, fixed = self.family, self.cfg.model, self.fixed_examples()
 
         def round_trip(x, there, back):
             y = family.translate(x, there)
@@ -303,87 +256,18 @@ class UnpairedTrainer:
             ab, aba = round_trip(photo, "ab", "ba")
             ba, bab = round_trip(anime, "ba", "ab")
             return _grid(photo, ab, aba), _grid(anime, ba, bab)
-        return grids
 
-    def run(self, on_step: Optional[Callable[[int, Dict[str, float]], bool]] = None) -> Dict:
-        """Trains to max_steps (or a signal, or `on_step` returning True); returns a summary.
+        def write():
+            g_a, g_b = grids(*fixed)
+            tf.summary.image(f"{model}/A_AtoB_AtoBtoA", g_a)
+            tf.summary.image(f"{model}/B_BtoA_BtoAtoB", g_b)
+        return write
 
-        on_step(step, metrics) is called after every step with float metrics.
-        """
-        from translate.training import _Signals
-        cfg, family = self.cfg, self.family
-        with _Signals(cfg.handle_signals, self.log) as signals:
-            start = self.restore()
-            result = {"start_step": start, "step": start, "stopped_by": None, "metrics": {}}
-            if start >= cfg.max_steps:
-                self.log(f"step {start} >= --max_steps={cfg.max_steps}: nothing to do")
-                return result
-            fixed = self.fixed_examples()
-            iterator = iter(self.strategy.experimental_distribute_dataset(self._train_dataset(start)))
-            train_step, grids = self._train_step_fn(), self._grids_fn()
-            writer = (tf.summary.create_file_writer(cfg.train_dir) if self.chief
-                      else tf.summary.create_noop_writer())
+    def _describe(self, start: int) -> str:
+        cfg = self.cfg
+        return (f"training {cfg.model} ({cfg.image_size}px, {self.in_channels} channels, batch "
+                f"{cfg.batch_size}, {self.strategy.num_replicas_in_sync} replica(s)) from step "
+                f"{start} to {cfg.max_steps}")
 
-            def write_images(step):
-                g_a, g_b = grids(*fixed)
-                with writer.as_default(step=step):
-                    tf.summary.image(f"{cfg.model}/A_AtoB_AtoBtoA", g_a)
-                    tf.summary.image(f"{cfg.model}/B_BtoA_BtoAtoB", g_b)
-
-            self.log(f"training {cfg.model} ({cfg.image_size}px, {self.in_channels} channels, batch "
-                     f"{cfg.batch_size}, {self.strategy.num_replicas_in_sync} replica(s)) from step "
-                     f"{start} to {cfg.max_steps}")
-            step, saved_at = start, start
-            t_log, s_log = time.perf_counter(), start
-            try:
-                from tqdm import tqdm
-                bar = tqdm(total=cfg.max_steps, initial=start, unit="step", disable=not self.chief,
-                           dynamic_ncols=True, mininterval=5, leave=False) if cfg.handle_signals else None
-            except ImportError:
-                bar = None
-            while step < cfg.max_steps:
-                out = train_step(iterator)
-                step = self.step
-                m = {k: float(v) for k, v in out.items()}
-                if bar is not None:
-                    bar.update(step - bar.n)
-                if not all(math.isfinite(v) for v in m.values()):
-                    self.save()
-                    raise FloatingPointError(f"non-finite loss at step {step}: {m}")
-                result["metrics"], result["step"] = m, step
-                if step % cfg.summary_every == 0 or step == start + 1:
-                    with writer.as_default(step=step):
-                        for k, v in m.items():
-                            tf.summary.scalar(f"loss/{k}", v)
-                        tf.summary.scalar("lr", family.learning_rate())
-                    write_images(step)
-                if step % cfg.log_every == 0 or step == cfg.max_steps:
-                    now = time.perf_counter()
-                    rate = (step - s_log) / max(now - t_log, 1e-9)
-                    t_log, s_log = now, step
-                    with writer.as_default(step=step):
-                        tf.summary.scalar("steps_per_sec", rate)
-                    (bar.write if bar is not None else self.log)(
-                        f"step {step}/{cfg.max_steps}  {family.log_line(m)}  "
-                        f"lr {family.learning_rate():.3g}  {1 / max(rate, 1e-9):.2f} s/step")
-                if step % cfg.save_every == 0:
-                    self.save()
-                    saved_at = step
-                if signals.received is not None:
-                    result["stopped_by"] = signal.Signals(signals.received).name
-                    break
-                if on_step is not None and on_step(step, m):
-                    result["stopped_by"] = "on_step"
-                    break
-            if bar is not None:
-                bar.close()
-            if saved_at != step:
-                self.save()
-            if not self.chief:
-                shutil.rmtree(self.manager.directory, ignore_errors=True)
-            write_images(step)
-            writer.flush()
-            if result["stopped_by"] in ("SIGINT", "SIGTERM"):
-                self.log(f"stopped by {result['stopped_by']} at step {step}; checkpoint saved in "
-                         f"{cfg.train_dir}; run again with the same flags to resume")
-            return result
+    def _log_line(self, m: Dict[str, float]) -> str:
+        return self.family.log_line(m)
