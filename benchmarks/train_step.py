@@ -13,9 +13,14 @@ the 1x1 bottleneck), built separately for each variant from the same seed.
   TF's conv kernels took 2-6x longer there), the PatchGAN's stride-1 convs as layers.FastConv2D.
 * ours_xla: ours with the forward/backward XLA-compiled (--jit_compile).
 
-Timing runs the variants round-robin in one process (so load from other users hits them
-alike): `--rounds` x `--steps` steps each after `--warmup`. Peak memory (max RSS) is measured
-per variant in a fresh subprocess (VmHWM after build + warm-up + 2 steps). With `--components`, also times
+Each variant runs in its own process, with the process settings it would have: the baseline
+with TF's defaults, ours with what translate/train.py sets before TensorFlow starts (OURS_ENV:
+TF's caching CPU allocator; the default allocator gave a 256 px CycleGAN step ~600 k page
+faults and 1.5 s of system time). The parent times them round-robin (so load from other users
+hits them alike): `--rounds` x `--steps` steps each after `--warmup`; CPU time is the worker's.
+`--in_process` (implied by --profile / --components) runs all in one process with TF's
+defaults instead. Peak memory (max RSS) is measured per variant in a fresh subprocess with the
+same settings (VmHWM after build + warm-up + 2 steps). With `--components`, also times
 the parts: G / D forward, G forward+backward, and one Adam update of G (Keras vs fused).
 With `--profile=baseline,ours`, traces 2 steps of each with tf.profiler and prints op time by
 op type (on our AMD CPU, Eigen's Conv2DBackpropFilter / Conv2DBackpropInput take about 5x the
@@ -27,8 +32,9 @@ CycleGAN (--model=cyclegan; 2 ResNet generators, 2 PatchGANs, junyanz sizes at 2
   direction), D called on the real and the fake image separately, LSGAN + 10 cycle + 5
   identity, keras.optimizers.Adam x4, keras Conv2D everywhere, no history pool.
 * ours: translate.cyclegan_family's step (which also runs the 50-image history pools, so one
-  more D call per domain): layers.FastConv2D (gradients as forward convolutions), batched
-  generator and D calls, FusedAdam x2 (one per pair of networks, as junyanz).
+  more D call per domain): layers.FastConv2D (gradients as forward convolutions), instance norm
+  with its closed-form gradient, batched generator and D calls, FusedAdam x2 (one per pair of
+  networks, as junyanz).
 
 Prints a table, the ratio ours / baseline (goal <= 0.65) from the median wall time, the best
 wall time and the process CPU time per step (on a busy machine they disagree: quote all three),
@@ -46,6 +52,7 @@ import resource
 import subprocess
 import sys
 import time
+from typing import Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -186,8 +193,53 @@ def timed(fn, args, n, cpu=None):
         out.append(time.perf_counter() - t0)
         if cpu is not None:
             c1 = os.times()
-            cpu.append((c1.user - c0.user) + (c1.system - c0.system))
+            cpu.append(getattr(fn, "last_cpu", None) or (c1.user - c0.user) + (c1.system - c0.system))
     return out
+
+
+# What translate/train.py sets before TensorFlow starts (TF's caching CPU allocator); a
+# straightforward Keras script runs with TF's default allocator.
+OURS_ENV = {"TF_CPU_ALLOCATOR_USE_BFC": "true"}
+
+
+class WorkerStep:
+    """A variant's step in its own process (so each variant runs with its own process settings:
+    ours with OURS_ENV as our training CLI, the baseline with TF's defaults). Calling it runs one
+    step there; `last_cpu` is that process's CPU seconds for the step."""
+
+    def __init__(self, argv, env):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env={**os.environ, **env})
+        self.last_cpu = None
+        self._read()  # "ready" after building
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"step worker exited with status {self.proc.wait()}")
+
+    def __call__(self):
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        reply = self._read()
+        self.last_cpu = reply["cpu"]
+        return reply["loss"]
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def step_worker(model, variant, size, in_channels, batch):
+    """The child side of WorkerStep: build, say ready, run one step per line on stdin."""
+    step, args, _ = build_any(model, variant, size, in_channels, batch)
+    print(json.dumps({"ready": variant}), flush=True)
+    for _ in sys.stdin:
+        c0 = os.times()
+        loss = float(step(*args))
+        c1 = os.times()
+        print(json.dumps({"loss": loss, "cpu": (c1.user - c0.user) + (c1.system - c0.system)}), flush=True)
 
 
 def compare(builders, warmup: int, rounds: int, steps: int, figures: dict, verbose: bool = False) -> dict:
@@ -240,11 +292,13 @@ def compare(builders, warmup: int, rounds: int, steps: int, figures: dict, verbo
     return built
 
 
-def memory_runs(commands: dict, figures: dict) -> None:
+def memory_runs(commands: dict, figures: dict, envs: Optional[dict] = None) -> None:
     """Peak memory of each variant in a fresh process: {variant: command line of its memory child,
-    which prints a JSON line with peak_rss_mb and rss_after_build_mb}."""
+    which prints a JSON line with peak_rss_mb and rss_after_build_mb}; envs: {variant: extra
+    environment}."""
     for v, cmd in commands.items():
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        out = subprocess.run(cmd, capture_output=True, text=True,
+                             env={**os.environ, **(envs or {}).get(v, {})})
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
         if out.returncode or not line:
             print(f"memory run for {v} failed: {out.stderr[-500:]}")
@@ -353,12 +407,19 @@ def main():
     ap.add_argument("--no_memory", action="store_true", help="skip the per-variant memory runs")
     ap.add_argument("--profile", default="", help="comma-separated variants to trace with "
                     "tf.profiler (2 steps each): op time per step by op type")
+    ap.add_argument("--in_process", action="store_true", help="run every variant in this process "
+                    "with TF's default allocator (implied by --profile / --components) instead of "
+                    "one process per variant, ours with translate/train.py's allocator setting")
     ap.add_argument("--memory_child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--step_worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     size, batch = a.image_size, a.batch_size
     ch = a.in_channels if a.in_channels is not None else (3 if a.model == "cyclegan" else 1)
     if a.memory_child:
         memory_child(a.model, a.memory_child, size, ch, batch, a.warmup)
+        return
+    if a.step_worker:
+        step_worker(a.model, a.step_worker, size, ch, batch)
         return
     all_variants = CYCLEGAN_VARIANTS if a.model == "cyclegan" else VARIANTS
     variants = [v for v in (a.variants or ",".join(all_variants)).split(",") if v]
@@ -372,8 +433,17 @@ def main():
     import tensorflow as tf
     figures = {"model": a.model, "image_size": size, "batch_size": batch, "tf": tf.__version__,
                "loadavg_before": load_before}
-    built = compare({v: (lambda v=v: build_any(a.model, v, size, ch, batch)[:2]) for v in variants},
-                    a.warmup - 1, a.rounds, a.steps, figures)
+    in_process = a.in_process or bool(a.profile) or a.components
+    envs = {} if in_process else {v: OURS_ENV for v in variants if v != "baseline"}
+    figures["process_per_variant"], figures["ours_env"] = not in_process, envs and OURS_ENV
+    common = [f"--model={a.model}", f"--image_size={size}", f"--batch_size={batch}", f"--in_channels={ch}"]
+    if in_process:
+        builders = {v: (lambda v=v: build_any(a.model, v, size, ch, batch)[:2]) for v in variants}
+    else:
+        builders = {v: (lambda v=v: (WorkerStep([sys.executable, os.path.abspath(__file__),
+                                                 f"--step_worker={v}"] + common, envs.get(v, {})), ()))
+                    for v in variants}
+    built = compare(builders, a.warmup - 1, a.rounds, a.steps, figures)
     for v in [v for v in a.profile.split(",") if v in built]:
         import tempfile
         with tempfile.TemporaryDirectory() as tmp:
@@ -382,14 +452,16 @@ def main():
         print(f"op time per step by type, {v} (ms, summed over threads; profiler overhead included):")
         for k, ms in prof.items():
             print(f"  {k:36s} {ms:8.1f}")
+    for step, _ in built.values():
+        if isinstance(step, WorkerStep):
+            step.close()
     del built
     if a.components and a.model == "pix2pix":
         print("components (median s):")
         figures["components_s"] = components(size, ch, batch)
     if not a.no_memory:
-        memory_runs({v: [sys.executable, os.path.abspath(__file__), f"--memory_child={v}", f"--model={a.model}",
-                         f"--image_size={size}", f"--batch_size={batch}", f"--in_channels={ch}",
-                         f"--warmup={a.warmup}"] for v in variants}, figures)
+        memory_runs({v: [sys.executable, os.path.abspath(__file__), f"--memory_child={v}",
+                         f"--warmup={a.warmup}"] + common for v in variants}, figures, envs)
     figures["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     print(f"load average after: {figures['loadavg_after']}")
     print(json.dumps(figures))
