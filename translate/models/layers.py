@@ -153,6 +153,13 @@ def conv2d_valid(x: tf.Tensor, w: tf.Tensor):
     return y, grad
 
 
+def _bias_and_activation(layer, y: tf.Tensor) -> tf.Tensor:
+    """What keras' conv layers do after the convolution, for the layers here that replace it."""
+    if layer.use_bias:
+        y = tf.nn.bias_add(y, layer.bias)
+    return layer.activation(y) if layer.activation is not None else y
+
+
 @keras.saving.register_keras_serializable(package="translate")
 class FastConv2D(keras.layers.Conv2D):
     """keras Conv2D restricted to stride 1, 'valid' padding (pad with a layer before it), computed
@@ -167,10 +174,7 @@ class FastConv2D(keras.layers.Conv2D):
         super().__init__(filters, kernel_size, **kwargs)
 
     def call(self, inputs):
-        y = conv2d_valid(inputs, tf.convert_to_tensor(self.kernel))
-        if self.use_bias:
-            y = tf.nn.bias_add(y, self.bias)
-        return self.activation(y) if self.activation is not None else y
+        return _bias_and_activation(self, conv2d_valid(inputs, tf.convert_to_tensor(self.kernel)))
 
 
 # ------------------------------------------------ low-resolution strided convs as matmuls
@@ -257,7 +261,5 @@ class LowResConv2DTranspose(keras.layers.Conv2DTranspose):
         if not (_uses_matmul(self, inputs) and tuple(self.kernel_size) == (4, 4)
                 and tuple(self.strides) == (2, 2) and self.output_padding is None):
             return super().call(inputs)
-        y = conv_transpose_4x4s2_as_matmul(inputs, tf.convert_to_tensor(self.kernel))
-        if self.use_bias:
-            y = tf.nn.bias_add(y, self.bias)
-        return self.activation(y) if self.activation is not None else y
+        return _bias_and_activation(
+            self, conv_transpose_4x4s2_as_matmul(inputs, tf.convert_to_tensor(self.kernel)))
