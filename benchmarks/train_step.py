@@ -193,7 +193,8 @@ def timed(fn, args, n, cpu=None):
         out.append(time.perf_counter() - t0)
         if cpu is not None:
             c1 = os.times()
-            cpu.append(getattr(fn, "last_cpu", None) or (c1.user - c0.user) + (c1.system - c0.system))
+            own = isinstance(fn, WorkerStep)  # it ran in the worker: the worker's CPU time
+            cpu.append(fn.last_cpu if own else (c1.user - c0.user) + (c1.system - c0.system))
     return out
 
 
