@@ -7,6 +7,10 @@ with augmentation (286 -> 256 jitter, flip):
 * tf.data pix2pix, each condition (keypoints, keypoints_colors, keypoints_colors_noise), batch 1
   and 16;
 * tf.data CycleGAN, plain and with the landmark channel, batch 1 (examples = photo/anime pairs);
+  plain once more with the in-memory cache of decoded images off (`cache=False`, what a dataset
+  too big for the cache gets: every pass decodes again). The other pipelines run with their
+  defaults: this small dataset fits the cache, so after the first pass they only crop, flip and
+  render;
 * baseline "numpy" of each: a straightforward per-image loop doing the same work: parse the
   record (protobuf), PIL decode + resize to 286, random crop, flip with the eye (and eye colour)
   swap, render the same layer the obvious way (a full-grid Gaussian per point, a distance field
@@ -15,7 +19,8 @@ with augmentation (286 -> 256 jitter, flip):
   (the batch-16 pipelines with the per-image loop: stacking a batch would only slow it down).
 
 Prints examples/s, CPU core-ms per example, the speed-up over the baseline and the headroom over
-a ~1.4 s pix2pix training step (tf-stack-notes §7), and ends with ONE JSON line.
+our 0.76 s pix2pix training step, and ends with ONE JSON line. TensorFlow runs with the settings
+translate/train.py uses (its caching CPU allocator; `--no-bfc` for TF's default).
 
   PYTHONPATH=. python benchmarks/input_pipeline.py [--count=128] [--seconds=3] [--size=256]
 """
@@ -35,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-TRAIN_STEP_S = 1.4  # pix2pix U-Net-256 step on this CPU (tf-stack-notes §7: 1.42-1.50 s)
+TRAIN_STEP_S = 0.76  # our pix2pix U-Net-256 step on this CPU (benchmarks/train_step.py, idle)
 CONDITIONS = ("keypoints", "keypoints_colors", "keypoints_colors_noise")
 SHORT = {"keypoints": "keypoints", "keypoints_colors": "colors", "keypoints_colors_noise": "noise"}
 
@@ -209,12 +214,16 @@ def main():
     ap.add_argument("--png", default=None, help="also write a picture of augmented pipeline "
                     "outputs (target | landmark layer | overlay; the last row with the chin and "
                     "mouth dropped), e.g. docs/landmarks_pipeline.png")
-    ap.add_argument("--bfc", action="store_true", help="set TF_CPU_ALLOCATOR_USE_BFC=true (TF's "
-                    "caching allocator on the CPU): batch-16 tensors (59 MB for the 14-channel "
-                    "condition) are then reused instead of fresh mmap'd pages every batch")
+    ap.add_argument("--bfc", action=argparse.BooleanOptionalAction, default=True,
+                    help="TF_CPU_ALLOCATOR_USE_BFC=true (TF's caching allocator on the CPU, as "
+                    "translate/train.py sets it): batch-16 tensors (59 MB for the 14-channel "
+                    "condition) are reused instead of fresh mmap'd pages every batch; --no-bfc "
+                    "for TF's default allocator")
     args = ap.parse_args()
     if args.bfc:
         os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"  # before TensorFlow is imported
+    else:
+        os.environ.pop("TF_CPU_ALLOCATOR_USE_BFC", None)
     if args.count < 1 or args.size < 16 or args.seconds <= 0 or args.rounds < 1:
         ap.error("need --count >= 1, --size >= 16, --seconds > 0, --rounds >= 1")
 
@@ -245,10 +254,11 @@ def main():
                 tf_cases[f"pix2pix_{SHORT[cond]}_b{b}"] = (data.pix2pix_dataset(
                     p2p, "train", cond, S, True, b, repeat=True, drop_remainder=True), b,
                     f"baseline_{SHORT[cond]}")
-        for lm in (False, True):
-            name = "landmarks" if lm else "plain"
-            tf_cases[f"cyclegan_{name}_b1"] = (data.cyclegan_dataset(cyc, "train", S, lm, True, 1).repeat(),
-                                               1, f"baseline_cyclegan_{name}")
+        for lm, cache in ((False, None), (True, None), (False, False)):
+            name = ("landmarks" if lm else "plain") + ("_uncached" if cache is False else "")
+            tf_cases[f"cyclegan_{name}_b1"] = (data.cyclegan_dataset(
+                cyc, "train", S, lm, True, 1, cache=cache).repeat(), 1,
+                f"baseline_cyclegan_{'landmarks' if lm else 'plain'}")
         base_cases = {f"baseline_{SHORT[c]}": (lambda c: lambda x, rng: baseline_example(x, rng, S, load, c))(c)
                       for c in CONDITIONS}
         for lm in (False, True):
@@ -281,7 +291,11 @@ def main():
     print(f"renderer max |diff|, NumPy vs translate.landmarks: {diff:.2g}")
     for k in ratio:
         print(f"speed-up {k:24s} {ratio[k]:6.1f}x examples/s, {core_ratio[k]:5.1f}x less CPU per example")
-    print(f"least speed-up: {min(ratio.values()):.1f}x ({min(ratio, key=ratio.get)})")
+    defaults = {k: v for k, v in ratio.items() if "_uncached" not in k}
+    print(f"least speed-up with the pipelines' defaults: {min(defaults.values()):.1f}x "
+          f"({min(defaults, key=defaults.get)}); with the image cache off (datasets over "
+          f"{data.CACHE_AUTO_BYTES >> 20} MiB decoded per domain): "
+          f"{ratio['cyclegan_plain_uncached_b1']:.1f}x (cyclegan_plain)")
     print(f"slowest pix2pix pipeline: {slowest:.0f} examples/s = {headroom:.0f}x the rate of a "
           f"{TRAIN_STEP_S} s batch-1 training step; it costs {heaviest_cpu:.1f} core-ms per example, "
           f"{100 * heaviest_cpu / (TRAIN_STEP_S * 1000):.2f}% of one step's time on one core")
@@ -291,9 +305,9 @@ def main():
            **{f"{k}_examples_per_s": round(v[0], 1) for k, v in res.items()},
            **{f"{k}_core_ms": round(v[1], 2) for k, v in res.items()},
            **{f"speedup_{k}": round(v, 2) for k, v in ratio.items()},
-           "speedup_min": round(min(ratio.values()), 2),
+           "speedup_min": round(min(defaults.values()), 2),
            "train_step_s": TRAIN_STEP_S, "headroom_vs_train_step": round(headroom, 1),
-           "render_max_abs_diff_numpy": round(diff, 6),
+           "render_max_abs_diff_numpy": float(f"{diff:.2g}"),
            "loadavg_before": load_before, "loadavg_after": others_load()}
     print(json.dumps(out))
 

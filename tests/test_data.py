@@ -218,3 +218,35 @@ def test_cyclegan_batched_landmark_channel(cyc_dir):
     for x in (photo.numpy(), anime.numpy()):
         assert -1.0 <= x.min() and x.max() <= 1.0 and x[..., :3].std() > 0.05
         assert (x[..., 3] == 0.0).mean() > 0.3 and x[..., 3].max(axis=(1, 2)).min() > 0.6
+
+
+@pytest.mark.parametrize("task", ["pix2pix", "cyclegan"])
+def test_cached_pipeline_gives_the_uncached_values(p2p_dir, cyc_dir, task):
+    """The in-memory cache of decoded images changes where the work happens, not the values:
+    three passes of each (new draws every pass) are equal, cached or not, and reproducible.
+    (CycleGAN's later passes once depended on how far the pipeline had read ahead.)"""
+    def passes(cache, k=3):
+        if task == "pix2pix":
+            ds = data.pix2pix_dataset(p2p_dir, "train", "keypoints_colors", S, True, 2, seed=5,
+                                      cache=cache)
+        else:  # one pass = the larger domain once; the smaller one cycles through its cache
+            ds = data.cyclegan_dataset(cyc_dir, "train", S, False, True, 2, seed=5, cache=cache)
+        return [np.concatenate([np.concatenate([t.numpy() for t in batch], -1) for batch in ds])
+                for _ in range(k)]
+
+    plain, cached = passes(False), passes(True)
+    assert not np.array_equal(cached[0], cached[1])  # new crops and flips every pass
+    for a, b in zip(plain, cached):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(cached, passes(True)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cache_auto_decision(monkeypatch):
+    """Auto: only repeating pipelines, and only when the decoded split fits the budget."""
+    monkeypatch.setattr(data, "CACHE_AUTO_BYTES", 286 * 286 * 3 * 100)
+    assert data.cache_decoded(None, 100, 286, repeat=True)
+    assert not data.cache_decoded(None, 101, 286, repeat=True)
+    assert not data.cache_decoded(None, 10, 286, repeat=False)
+    assert data.cache_decoded(True, 10_000, 286, repeat=False)
+    assert not data.cache_decoded(False, 1, 286, repeat=True)

@@ -1,11 +1,14 @@
 """tf.data pipelines over face-record datasets for pix2pix and CycleGAN.
 
-Everything in the maps is plain TensorFlow (no `py_function`). One parallel map per example:
-parse, decode, random resize-crop jitter and horizontal flip (points move with the pixels; left
-and right eye swap, and so do their colours) and the condition's random draws. The big per-pixel
-tensors (landmark layer, colour and noise planes, CycleGAN's 4th channel) are then written in one
-pass (`assemble_condition`, `with_landmarks`: XLA-compiled from JIT_FROM pixels), per example at
-batch size 1 and after batching otherwise (so they are never copied into a batch); prefetch.
+Everything in the maps is plain TensorFlow (no `py_function`). Per example: parse, decode and
+resize to the load size (286 for 256; uint8), then the random crop and horizontal flip (points
+move with the pixels; left and right eye swap, and so do their colours) and the condition's
+random draws. A training pipeline whose decoded images fit in CACHE_AUTO_BYTES keeps them in
+memory after the first pass (`cache`), so later passes only crop, flip and render. The big
+per-pixel tensors (landmark layer, colour and noise planes, CycleGAN's 4th channel) are then
+written in one pass (`assemble_condition`, `with_landmarks`: XLA-compiled from JIT_FROM pixels),
+per example at batch size 1 and after batching otherwise (so they are never copied into a
+batch); prefetch.
 
 pix2pix conditions (the three experiments of the original work), channels of `inputs`:
 
@@ -38,9 +41,11 @@ from translate import landmarks, records
 
 AUTOTUNE = tf.data.AUTOTUNE
 CONDITIONS = ("keypoints", "keypoints_colors", "keypoints_colors_noise")
+DOMAINS = ("photo", "anime")  # CycleGAN's (A, B)
 CONDITION_CHANNELS = {"keypoints": 1, "keypoints_colors": 13, "keypoints_colors_noise": 14}
 COLOR_FLIP_ORDER = (0, 1, 3, 2)  # hair, skin, left_eye <-> right_eye
 JIT_FROM = 128  # pipelines of this size and up compile their per-pixel work with XLA
+CACHE_AUTO_BYTES = 1 << 30  # auto cache: a split's decoded images up to 1 GiB (per domain)
 
 
 def load_size_for(image_size: int) -> int:
@@ -48,11 +53,16 @@ def load_size_for(image_size: int) -> int:
     return int(round(image_size * 286 / 256))
 
 
-def decode_image(encoded: tf.Tensor) -> tf.Tensor:
-    """JPEG or PNG bytes -> float32 [H, W, 3] in [0, 255]."""
+def decode_uint8(encoded: tf.Tensor) -> tf.Tensor:
+    """JPEG or PNG bytes -> uint8 [H, W, 3]."""
     img = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     img.set_shape([None, None, 3])
-    return tf.cast(img, tf.float32)
+    return img
+
+
+def decode_image(encoded: tf.Tensor) -> tf.Tensor:
+    """JPEG or PNG bytes -> float32 [H, W, 3] in [0, 255]."""
+    return tf.cast(decode_uint8(encoded), tf.float32)
 
 
 def resize_image(image: tf.Tensor, size: int) -> tf.Tensor:
@@ -86,8 +96,8 @@ def move_keypoints(points, mask, colors, color_mask, offset, flipped, image_size
 
 
 def _to_unit(image):
-    """[0, 255] -> [-1, 1]."""
-    return tf.clip_by_value(image * (1.0 / 127.5) - 1.0, -1.0, 1.0)
+    """uint8 [0, 255] -> float32 [-1, 1]: (x - 127.5) / 127.5 is exact at both ends (no clip)."""
+    return (tf.cast(image, tf.float32) - 127.5) / 127.5
 
 
 def _crop_flip(image, offset, flipped, image_size: int, load_size: int):
@@ -128,35 +138,71 @@ def _records(dataset_dir: str, split: str, domain: str, info: dict, verify: bool
     return ds, count
 
 
+def cache_decoded(cache: Optional[bool], count: int, load_size: int, repeat: bool) -> bool:
+    """Whether a pipeline keeps its decoded images in memory (`cache`: None = auto: when the
+    pipeline repeats and the split's images at load size fit in CACHE_AUTO_BYTES)."""
+    if cache is None:
+        return repeat and count * load_size * load_size * 3 <= CACHE_AUTO_BYTES
+    return bool(cache)
+
+
+def _decoded(serialized):
+    """The deterministic part of an example: parse and decode. image stays uint8."""
+    ex = records.parse_example(serialized)
+    return {"image": decode_uint8(ex["image"]), **{k: ex[k] for k in ("points", "point_mask", "colors", "color_mask")}}
+
+
+def _at_load_size(ex, load_size: int):
+    """The decoded image resized to load_size and rounded back to uint8 (the cached form, a
+    quarter of float32's bytes; crop and flip then move uint8)."""
+    image = resize_image(tf.cast(ex["image"], tf.float32), load_size)
+    return {**ex, "image": tf.saturate_cast(tf.round(image), tf.uint8)}
+
+
 def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size: int,
               do_augment: bool, seed: int, shuffle: bool, shuffle_buffer: int, repeat: bool,
               load_size: Optional[int], verify: bool, num_parallel_calls,
-              finish=None) -> Tuple[tf.data.Dataset, int]:
+              finish=None, cache: Optional[bool] = False,
+              length: Optional[int] = None) -> Tuple[tf.data.Dataset, int]:
     """Per-example dicts: image [S, S, 3] in [-1, 1], points, point_mask, colors, color_mask, seed;
-    or `finish(dict)` of them, computed in the same parallel map."""
+    or `finish(dict)` of them, computed in the same parallel map. With `repeat` and `length`, a
+    pass is `length` examples, the records cycling (reshuffled every epoch) until then.
+
+    Two stages: decode + resize to the load size (deterministic), then the random crop, flip and
+    `finish`. With `cache` (see `cache_decoded`) the first stage runs once per example and its
+    uint8 output stays in memory (shuffled after the cache); without, records are shuffled and
+    both stages run in one map."""
     ds, count = _records(dataset_dir, split, domain, info, verify)
+    load = (load_size or load_size_for(image_size)) if do_augment else image_size
+    cached = cache_decoded(cache, count, load, repeat)
+    prepare = lambda serialized: _at_load_size(_decoded(serialized), load)  # noqa: E731
+    if cached:
+        ds = ds.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=True).cache()
     if shuffle:
         ds = ds.shuffle(min(shuffle_buffer, count), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    # One independent int64 per example; new values each epoch, all determined by the seed.
+    if length is not None:
+        # Below the parallel map, so its read-ahead never starts an epoch this pass won't use:
+        # each epoch's shuffle takes the next seed, so an extra one would change the next pass.
+        ds = ds.take(length)
+    # One independent int64 per example; new values each pass, all determined by the seed.
     rnd = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     ds = tf.data.Dataset.zip((ds, rnd))
-    load = (load_size or load_size_for(image_size)) if do_augment else image_size
 
-    def parse(serialized, r):
-        ex = records.parse_example(serialized)
+    def jitter(ex, r):
+        if not cached:
+            ex = prepare(ex)
         seed2 = tf.stack([r, tf.constant(seed, tf.int64)])
         offset, flipped = jitter_draws(seed2, image_size, load, flip=do_augment)
-        image = resize_image(decode_image(ex["image"]), load)
-        image = _to_unit(_crop_flip(image, offset, flipped, image_size, load))
+        image = _to_unit(_crop_flip(ex["image"], offset, flipped, image_size, load))
         pts, pmask, colors, cmask = move_keypoints(ex["points"], ex["point_mask"], ex["colors"],
                                                    ex["color_mask"], offset, flipped, image_size, load)
         ex = {"image": image, "points": pts, "point_mask": pmask, "colors": colors,
               "color_mask": cmask, "seed": seed2}
         return finish(ex) if finish is not None else ex
 
-    return ds.map(parse, num_parallel_calls=num_parallel_calls, deterministic=True), count
+    return ds.map(jitter, num_parallel_calls=num_parallel_calls, deterministic=True), count
 
 
 def _batched(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool, num_parallel_calls,
@@ -266,12 +312,15 @@ def pix2pix_dataset(dataset_dir: str, split: str = "train", condition: str = "ke
                     repeat: bool = False, drop_remainder: bool = False,
                     load_size: Optional[int] = None, color_jitter: float = 0.1,
                     verify: bool = True, num_parallel_calls=AUTOTUNE,
-                    jit_compile: Optional[bool] = None) -> tf.data.Dataset:
+                    jit_compile: Optional[bool] = None,
+                    cache: Optional[bool] = None) -> tf.data.Dataset:
     """(inputs [B, S, S, C], target [B, S, S, 3]) batches from a pix2pix dataset.
 
     `condition` picks C (see the module docstring). `shuffle` defaults to True for "train".
     `verify` reads every shard once (CRC) so a corrupt shard fails here, naming the file.
     `jit_compile`: XLA for the per-pixel work (default: see `use_xla`).
+    `cache`: keep the decoded images in memory after the first pass (default: see
+    `cache_decoded`).
     """
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, not {condition!r}")
@@ -297,7 +346,8 @@ def pix2pix_dataset(dataset_dir: str, split: str = "train", condition: str = "ke
     one_by_one = batch_size == 1
     ds, _ = _examples(dataset_dir, split, "anime", info, image_size, augment, seed, shuffle,
                       shuffle_buffer, repeat, load_size, verify, num_parallel_calls,
-                      finish=(lambda ex: _add_batch_dim(*pair(parts(ex)))) if one_by_one else parts)
+                      finish=(lambda ex: _add_batch_dim(*pair(parts(ex)))) if one_by_one else parts,
+                      cache=cache)
     if not one_by_one:
         ds = _batched(ds, batch_size, drop_remainder, num_parallel_calls, pair)
     return ds.prefetch(AUTOTUNE)
@@ -308,11 +358,14 @@ def cyclegan_dataset(dataset_dir: str, split: str = "train", image_size: int = 2
                      seed: int = 0, shuffle: Optional[bool] = None, shuffle_buffer: int = 1024,
                      drop_remainder: bool = False, load_size: Optional[int] = None,
                      verify: bool = True, num_parallel_calls=AUTOTUNE,
-                     jit_compile: Optional[bool] = None) -> tf.data.Dataset:
+                     jit_compile: Optional[bool] = None,
+                     cache: Optional[bool] = None) -> tf.data.Dataset:
     """Unpaired (photo [B, S, S, C], anime [B, S, S, C]) batches, C = 4 with `landmark_channel`.
 
     One pass is as long as the larger domain; the smaller one cycles (reshuffled each time).
     `jit_compile`: XLA for the per-pixel work (default: see `use_xla`).
+    `cache`: keep each domain's decoded images in memory after its first pass (default: see
+    `cache_decoded`).
     """
     info = records.read_info(dataset_dir, task="cyclegan")
     shuffle = (split == "train") if shuffle is None else shuffle
@@ -330,12 +383,13 @@ def cyclegan_dataset(dataset_dir: str, split: str = "train", image_size: int = 2
 
     # With the landmark channel and batches, the 4-channel images are built after batching.
     late = landmark_channel and batch_size > 1
-    domains = [_examples(dataset_dir, split, name, info, image_size, augment, seed + k, shuffle,
-                         shuffle_buffer, True, load_size, verify, num_parallel_calls,
-                         finish=parts if late else (lambda ex: one(parts(ex))))
-               for k, name in enumerate(("photo", "anime"))]
-    (photo, n_photo), (anime, n_anime) = domains
-    ds = tf.data.Dataset.zip((photo, anime)).take(max(n_photo, n_anime))
+    length = max(records.split_shards(dataset_dir, info, split, name)[1] for name in DOMAINS)
+    photo, anime = (_examples(dataset_dir, split, name, info, image_size, augment, seed + k,
+                              shuffle, shuffle_buffer, True, load_size, verify, num_parallel_calls,
+                              finish=parts if late else (lambda ex: one(parts(ex))), cache=cache,
+                              length=length)[0]
+                    for k, name in enumerate(DOMAINS))
+    ds = tf.data.Dataset.zip((photo, anime))
     if batch_size == 1:
         ds = ds.map(_add_batch_dim)
     elif late:
