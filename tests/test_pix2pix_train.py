@@ -183,6 +183,8 @@ def test_dataset_and_config_errors(dataset, tmp_path):
         training.Pix2PixTrainer(_cfg(dataset, tmp_path / "b", image_size=48))
     with pytest.raises(training.ConfigError, match="batch_size"):
         training.Pix2PixTrainer(_cfg(dataset, tmp_path / "b", batch_size=0))
+    with pytest.raises(training.ConfigError, match="cache_images"):
+        training.Pix2PixTrainer(_cfg(dataset, tmp_path / "b", cache_images="yes"))
 
 
 def test_cli_error_is_one_line(tmp_path):

@@ -72,7 +72,9 @@ def test_resume_signal_stop_pool_state_and_loading(dataset, tmp_path):
     flags = run_config.load(str(run))
     assert flags["model"] == "cyclegan" and flags["n_blocks"] == 1 and flags["learning_rate"] == 2e-4
 
-    b = unpaired_training.UnpairedTrainer(_cfg(dataset, run, landmark_channel=True), log=lambda s: None)
+    logs = []  # resumed with the image cache off: a data flag, not a model flag
+    b = unpaired_training.UnpairedTrainer(_cfg(dataset, run, landmark_channel=True, cache_images="off"),
+                                          log=logs.append)
     assert b.restore() == 3
     assert b.family.learning_rate() == pytest.approx(2e-4 * 3 / 3)  # decay over steps 3..6
     for k, v in pool.items():
@@ -80,6 +82,7 @@ def test_resume_signal_stop_pool_state_and_loading(dataset, tmp_path):
     res = b.run(on_step=lambda step, m: step >= 5)
     assert res["start_step"] == 3 and res["step"] == 5 and res["stopped_by"] == "on_step"
     assert int(b.family.pool_b.draws.numpy()) == 5
+    assert any("--cache_images='auto' (this run: 'off')" in line for line in logs), logs
 
     t = loading.load(str(run))
     assert t.model == "cyclegan" and t.step == 5 and set(t.networks) == {"generator_ab", "generator_ba"}

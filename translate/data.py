@@ -46,6 +46,7 @@ CONDITION_CHANNELS = {"keypoints": 1, "keypoints_colors": 13, "keypoints_colors_
 COLOR_FLIP_ORDER = (0, 1, 3, 2)  # hair, skin, left_eye <-> right_eye
 JIT_FROM = 128  # pipelines of this size and up compile their per-pixel work with XLA
 CACHE_AUTO_BYTES = 1 << 30  # auto cache: a split's decoded images up to 1 GiB (per domain)
+CACHE_CHOICES = {"auto": None, "on": True, "off": False}  # --cache_images -> `cache`
 
 
 def load_size_for(image_size: int) -> int:

@@ -24,6 +24,8 @@ from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
+from translate.data import CACHE_CHOICES
+
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
@@ -61,6 +63,8 @@ def check_common(cfg, counts=("batch_size", "max_steps", "save_every", "summary_
         raise ConfigError(f"strategy must be one of {STRATEGIES}, not {cfg.strategy!r}")
     if not cfg.dataset_dir or not cfg.train_dir:
         raise ConfigError("--dataset_dir and --train_dir are required")
+    if cfg.cache_images not in CACHE_CHOICES:
+        raise ConfigError(f"--cache_images must be one of {tuple(CACHE_CHOICES)}, not {cfg.cache_images!r}")
 
 
 class Signals:

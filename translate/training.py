@@ -49,6 +49,7 @@ class Pix2PixConfig:
     strategy: str = "default"
     jit_compile: bool = False
     max_to_keep: int = 3
+    cache_images: str = "auto"  # data.CACHE_CHOICES
     handle_signals: bool = True
 
     def as_flags(self) -> Dict:
@@ -153,7 +154,7 @@ class Pix2PixTrainer(GanTrainer):
         return data.pix2pix_dataset(cfg.dataset_dir, "train", cfg.condition, cfg.image_size,
                                     augment=cfg.augment, batch_size=cfg.batch_size,
                                     seed=cfg.seed + 1_000_003 * start_step, repeat=True,
-                                    drop_remainder=True)
+                                    drop_remainder=True, cache=data.CACHE_CHOICES[cfg.cache_images])
 
     def _replica_step(self) -> Callable:
         cfg = self.cfg

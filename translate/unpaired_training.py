@@ -67,6 +67,7 @@ class UnpairedConfig:
     seed: int = 0
     strategy: str = "default"
     max_to_keep: int = 3
+    cache_images: str = "auto"  # data.CACHE_CHOICES
     handle_signals: bool = True
     options: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -214,16 +215,18 @@ class UnpairedTrainer(GanTrainer):
     def learning_rate(self) -> float:
         return self.family.learning_rate()
 
-    def _dataset(self, split, augment, batch_size, seed, shuffle=None):
+    def _dataset(self, split, augment, batch_size, seed, shuffle=None, cache="off"):
         from translate import data
         cfg = self.cfg
         return data.cyclegan_dataset(cfg.dataset_dir, split, cfg.image_size, cfg.landmark_channel,
                                      augment=augment, batch_size=batch_size, seed=seed,
-                                     shuffle=shuffle, drop_remainder=True)
+                                     shuffle=shuffle, drop_remainder=True,
+                                     cache=data.CACHE_CHOICES[cache])
 
     def _train_dataset(self, start_step: int) -> tf.data.Dataset:
         cfg = self.cfg
-        return self._dataset("train", cfg.augment, cfg.batch_size, cfg.seed + 1_000_003 * start_step).repeat()
+        return self._dataset("train", cfg.augment, cfg.batch_size, cfg.seed + 1_000_003 * start_step,
+                             cache=cfg.cache_images).repeat()
 
     def _replica_step(self) -> Callable:
         return self.family.replica_step
