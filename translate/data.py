@@ -108,10 +108,30 @@ def _crop_flip(image, offset, flipped, image_size: int, load_size: int):
     return tf.cond(flipped, lambda: tf.reverse(image, axis=[1]), lambda: image)
 
 
+def to_load_size(image, load_size: int) -> tf.Tensor:
+    """[H, W, C] image in [0, 255] (any numeric dtype) -> uint8 [load, load, C]: the
+    deterministic first stage of the pipelines (the form they cache). Bilinear and its
+    antialiased form are convex combinations of the pixels, so the values stay in [0, 255] and
+    + 0.5 then truncation rounds them."""
+    image = resize_image(tf.cast(image, tf.float32), load_size)
+    return tf.cast(image + 0.5, tf.uint8)
+
+
+def jittered(image, points, mask, colors, color_mask, seed, image_size: int, load_size: int,
+             flip: bool = True) -> Tuple[tf.Tensor, ...]:
+    """The random second stage: crop and flip of an image already at load_size, and the points,
+    mask, colours and colour mask moved with it (see `augment`)."""
+    offset, flipped = jitter_draws(seed, image_size, load_size, flip)
+    image = _crop_flip(image, offset, flipped, image_size, load_size)
+    return (image,) + move_keypoints(points, mask, colors, color_mask, offset, flipped,
+                                     image_size, load_size)
+
+
 def augment(image: tf.Tensor, points: tf.Tensor, mask: tf.Tensor, colors: tf.Tensor,
             color_mask: tf.Tensor, seed: tf.Tensor, image_size: int, load_size: int,
             flip: bool = True) -> Tuple[tf.Tensor, ...]:
-    """Random resize-crop jitter and horizontal flip, moving points (and eye names) with pixels.
+    """Random resize-crop jitter and horizontal flip, moving points (and eye names) with pixels:
+    `to_load_size` then `jittered`, the pipelines' two stages.
 
     pix2pix's jitter: resize to load_size (bilinear; antialiased when shrinking), random crop of
     image_size, random horizontal flip. With pixel centres at (i + 0.5) / size, a resize leaves
@@ -119,16 +139,14 @@ def augment(image: tf.Tensor, points: tf.Tensor, mask: tf.Tensor, colors: tf.Ten
     maps x to 1 - x (and swaps the eyes, their colours too). Few, whole-image ops (measured:
     one crop_and_resize, ScaleAndTranslate or an XLA gather-lerp kernel were not cheaper).
 
-    image: [H, W, C] float (any size); points [5, 2] normalised; mask [5]; colors [4, 3];
+    image: [H, W, C] in [0, 255] (any size); points [5, 2] normalised; mask [5]; colors [4, 3];
     color_mask [4]; seed: int [2] for the stateless draws.
-    Returns (image [S, S, C] in [0, 255], points, mask, colors, color_mask).
+    Returns (image uint8 [S, S, C], points, mask, colors, color_mask).
     """
-    s, load = image_size, load_size
-    image, points, mask, colors, color_mask = (
-        tf.convert_to_tensor(t, tf.float32) for t in (image, points, mask, colors, color_mask))
-    offset, flipped = jitter_draws(seed, s, load, flip)
-    image = _crop_flip(resize_image(image, load), offset, flipped, s, load)
-    return (image,) + move_keypoints(points, mask, colors, color_mask, offset, flipped, s, load)
+    points, mask, colors, color_mask = (
+        tf.convert_to_tensor(t, tf.float32) for t in (points, mask, colors, color_mask))
+    return jittered(to_load_size(image, load_size), points, mask, colors, color_mask, seed,
+                    image_size, load_size, flip)
 
 
 def _records(dataset_dir: str, split: str, domain: str, info: dict, verify: bool) -> Tuple[tf.data.Dataset, int]:
@@ -150,14 +168,8 @@ def cache_decoded(cache: Optional[bool], count: int, load_size: int, repeat: boo
 def _decoded(serialized):
     """The deterministic part of an example: parse and decode. image stays uint8."""
     ex = records.parse_example(serialized)
-    return {"image": decode_uint8(ex["image"]), **{k: ex[k] for k in ("points", "point_mask", "colors", "color_mask")}}
-
-
-def _at_load_size(ex, load_size: int):
-    """The decoded image resized to load_size and rounded back to uint8 (the cached form, a
-    quarter of float32's bytes; crop and flip then move uint8)."""
-    image = resize_image(tf.cast(ex["image"], tf.float32), load_size)
-    return {**ex, "image": tf.saturate_cast(tf.round(image), tf.uint8)}
+    keep = ("points", "point_mask", "colors", "color_mask")
+    return {"image": decode_uint8(ex["image"]), **{k: ex[k] for k in keep}}
 
 
 def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size: int,
@@ -176,7 +188,10 @@ def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size:
     ds, count = _records(dataset_dir, split, domain, info, verify)
     load = (load_size or load_size_for(image_size)) if do_augment else image_size
     cached = cache_decoded(cache, count, load, repeat)
-    prepare = lambda serialized: _at_load_size(_decoded(serialized), load)  # noqa: E731
+    def prepare(serialized):
+        ex = _decoded(serialized)
+        return {**ex, "image": to_load_size(ex["image"], load)}
+
     if cached:
         ds = ds.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=True).cache()
     if shuffle:
@@ -195,11 +210,10 @@ def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size:
         if not cached:
             ex = prepare(ex)
         seed2 = tf.stack([r, tf.constant(seed, tf.int64)])
-        offset, flipped = jitter_draws(seed2, image_size, load, flip=do_augment)
-        image = _to_unit(_crop_flip(ex["image"], offset, flipped, image_size, load))
-        pts, pmask, colors, cmask = move_keypoints(ex["points"], ex["point_mask"], ex["colors"],
-                                                   ex["color_mask"], offset, flipped, image_size, load)
-        ex = {"image": image, "points": pts, "point_mask": pmask, "colors": colors,
+        image, pts, pmask, colors, cmask = jittered(
+            ex["image"], ex["points"], ex["point_mask"], ex["colors"], ex["color_mask"], seed2,
+            image_size, load, flip=do_augment)
+        ex = {"image": _to_unit(image), "points": pts, "point_mask": pmask, "colors": colors,
               "color_mask": cmask, "seed": seed2}
         return finish(ex) if finish is not None else ex
 
