@@ -7,6 +7,8 @@ astronaut (resized copies) and synthetic anime faces. Start-up (TensorFlow impor
 is excluded: the clock runs from the first finished image to the last. The goal: 2 workers give
 at least 1.6x the images/s of 1 worker. Ends with one JSON line of all figures.
 """
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
+
 import json
 import os
 import shutil
@@ -16,7 +18,6 @@ import time
 import numpy as np
 from absl import app, flags
 
-from translate import cli  # noqa: E402  (absl --help exits 0)
 from PIL import Image
 
 FLAGS = flags.FLAGS
@@ -33,7 +34,7 @@ def _folders(tmp):
         return photos, anime, "shared data (udacity photos, hololive crops)"
     from skimage import data
 
-    from translate.synthetic import write_dataset
+    from translate.faces.synthetic import write_dataset
 
     photo_dir = os.path.join(tmp, "photos")
     os.makedirs(photo_dir)
@@ -45,8 +46,8 @@ def _folders(tmp):
 
 
 def _rate(domain, folder, workers):
-    from translate.extract import iter_results
-    from translate.imageio import list_images
+    from translate.faces.extract import iter_results
+    from translate.faces.images import list_images
 
     sources = list_images(folder)[: FLAGS.images]
     job = {"input_dir": folder}
@@ -58,7 +59,6 @@ def _rate(domain, folder, workers):
     # Skip the first `workers` results: they include each worker's start-up.
     timed = stamps[workers - 1:]
     return (len(timed) - 1) / (timed[-1] - timed[0]), faces
-
 
 def main(argv):
     del argv
@@ -80,5 +80,9 @@ def main(argv):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run():
+    cliboot.run(main)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

@@ -26,6 +26,8 @@ translate/train.py uses (its caching CPU allocator; `--no-bfc` for TF's default)
 """
 from __future__ import annotations
 
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
+
 import argparse
 import io
 import json
@@ -34,11 +36,8 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
 TRAIN_STEP_S = 0.76  # our pix2pix U-Net-256 step on this CPU (benchmarks/train_step.py, idle)
 CONDITIONS = ("keypoints", "keypoints_colors", "keypoints_colors_noise")
@@ -47,14 +46,14 @@ SHORT = {"keypoints": "keypoints", "keypoints_colors": "colors", "keypoints_colo
 
 # ----------------------------------------------------------------------------- baseline
 def _lowered(d, s):
-    """translate.landmarks' truncated Gaussian in NumPy: lowered to reach 0 at TRUNCATE sigmas."""
-    from translate import landmarks as L
+    """translate.datasets.landmarks' truncated Gaussian in NumPy: lowered to reach 0 at TRUNCATE sigmas."""
+    from translate.datasets import landmarks as L
     return np.maximum(np.exp(-d * d / (2 * s * s)) - L._E3, 0) / (1 - L._E3)
 
 
 def render_numpy(points, mask, size):
     """Straightforward NumPy rendering of translate.landmarks' layer."""
-    from translate import landmarks as L
+    from translate.datasets import landmarks as L
     sp, sl = L.sigmas_px(size)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     blobs = np.zeros((size, size), np.float32)
@@ -85,7 +84,7 @@ def render_numpy(points, mask, size):
 def baseline_image(serialized, rng, size, load):
     """Parse, decode, jitter and flip one record: (image [S, S, 3] in [-1, 1], points, point
     mask, colours, colour mask), the eyes (and their colours) swapped by a flip."""
-    from translate import records
+    from translate.datasets import records
     ex = records.example_to_numpy(serialized)
     img = Image.open(io.BytesIO(ex["image"])).convert("RGB").resize((load, load), Image.BILINEAR)
     ox, oy = rng.integers(0, load - size + 1, 2)
@@ -157,9 +156,10 @@ def warm(ds):
 def write_png(path, p2p, n=4, size=128):
     """Augmented pix2pix examples: target | layer | layer over target (synthetic data only).
     The last row drops the mouth and chin: missing points and their lines are not drawn."""
-    from translate import data, landmarks, records
-    examples, _ = data._examples(p2p, "train", "anime", records.read_info(p2p), size, True, 1,
-                                 True, 64, False, None, False, 1)
+    from translate.datasets import pipelines as data, landmarks, records
+    examples, _ = data.examples(p2p, "train", "anime", info=records.read_info(p2p), image_size=size,
+                                augment=True, seed=1, shuffle=True, shuffle_buffer=64, verify=False,
+                                num_parallel_calls=1)
     rows = []
     for i, ex in enumerate(examples.take(n)):
         mask = ex["point_mask"].numpy().copy()
@@ -187,8 +187,9 @@ def others_load():
 
 def build_datasets(tmp, count, size):
     """Synthetic anime faces as a pix2pix dataset, and as both CycleGAN domains."""
-    from translate import builder, synthetic
-    from translate.faces import read_faces
+    from translate.datasets import builder
+    from translate.faces import synthetic
+    from translate.faces.schema import read_faces
     synthetic.write_dataset(os.path.join(tmp, "anime"), count, size=size, seed=0)
     anime = os.path.join(tmp, "anime", "faces.jsonl")
     photo = os.path.join(tmp, "anime", "as_photo.jsonl")  # same crops, photo domain
@@ -202,7 +203,6 @@ def build_datasets(tmp, count, size):
                                           test_fraction=0.0, num_shards=4, progress=False),
                       log=lambda s: None)
     return p2p, cyc
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -229,7 +229,7 @@ def main():
 
     import tensorflow as tf
 
-    from translate import data, landmarks, records
+    from translate.datasets import pipelines as data, landmarks, records
 
     load_before = others_load()
     S, sec = args.size, args.seconds

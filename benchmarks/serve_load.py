@@ -26,9 +26,8 @@ the server's glibc malloc gave the ~5 MB of activations back to the kernel after
 faulted them in again (~1,300 page faults, ~4 ms more CPU per request: 20% overhead instead of
 ~10%). tools/serve.py now keeps freed memory (--retain_freed_memory, on by default).
 """
-if __package__ in (None, ""):
-    import os as _os, sys as _sys
-    _sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))
+
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
 
 import argparse
 import base64
@@ -43,7 +42,6 @@ import tempfile
 import threading
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOAL_OVERHEAD_SHARE = 0.15
 
@@ -65,7 +63,7 @@ def percentile(values, q):
 
 def build_tagger(base, backbone, size):
     import numpy as np
-    from tagnet import backbones, export, model_dir
+    from tagnet import backbones, exporting as export, model_dir
     model = backbones.build_model(backbone, 100, size, weights=None)
     backbones.set_batch_norm_decay(model, 0.0)  # BN statistics from one batch: non-trivial outputs
     model(np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype(np.float32), training=True)
@@ -76,7 +74,8 @@ def build_tagger(base, backbone, size):
 
 
 def build_translator(base, size):
-    from translate import data, export
+    from translate.datasets import pipelines as data
+    from translate.inference import export
     from translate.models import pix2pix
     condition = "keypoints_colors"
     gen = pix2pix.unet_generator(size, data.CONDITION_CHANNELS[condition], ngf=32)
@@ -220,7 +219,6 @@ def start_server(base, server_timing=False):
         proc.kill()
         raise SystemExit(f"the server did not start: {line!r}")
     return proc, int(m.group(1))
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -10,18 +10,14 @@ same model from in-memory tensors. Ratios are tagnet / model.fit. The tagnet fig
 (tracing) step; model.fit gets --warmup untimed steps first. The last line is one JSON object
 with every figure. Generated images, weights=none: no downloads.
 """
-if __package__ in (None, ""):
-    import os as _os, sys as _sys
-    _sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))
+
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
 
 import argparse
 import json
 import os
 import tempfile
 import time
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

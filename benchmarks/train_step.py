@@ -45,6 +45,8 @@ and ends with ONE JSON line.
 """
 from __future__ import annotations
 
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
+
 import argparse
 import json
 import os
@@ -54,10 +56,7 @@ import sys
 import time
 from typing import Optional
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 VARIANTS = ("baseline", "ours", "ours_xla")
 CYCLEGAN_VARIANTS = ("baseline", "ours")
@@ -82,7 +81,7 @@ def build(variant: str, size: int, in_channels: int, batch: int, seed: int = 0):
     import keras
     import tensorflow as tf
 
-    from translate import optimizers, training
+    from translate.training import optimizers, pix2pix as training
     from translate.models import pix2pix
 
     keras.utils.set_random_seed(seed)
@@ -128,7 +127,7 @@ def build_cyclegan(variant: str, size: int, in_channels: int, batch: int, seed: 
     import keras
     import tensorflow as tf
 
-    from translate import unpaired_training
+    from translate.training import unpaired as unpaired_training
     from translate.models import cyclegan
 
     keras.utils.set_random_seed(seed)
@@ -322,7 +321,7 @@ def components(size, in_channels, batch, reps=4):
     import keras
     import tensorflow as tf
 
-    from translate import optimizers
+    from translate.training import optimizers
     from translate.models import pix2pix
 
     G = pix2pix.unet_generator(size, in_channels)
@@ -390,7 +389,6 @@ def profile(step, args, logdir: str, steps: int = 2, top: int = 12):
                                                                    "KernelAndDevice")):
                         by_type[name.rsplit(":", 1)[1]] += ev.duration_ps / 1e9 / steps
     return {k: round(v, 1) for k, v in by_type.most_common(top)}
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -33,6 +33,8 @@ users' jobs: run the memory children one at a time (the default).
 """
 from __future__ import annotations
 
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
+
 import argparse
 import contextlib
 import json
@@ -41,14 +43,9 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from train_step import _rss_mb, compare, memory_runs, timed  # noqa: E402  (the shared protocol)
+from benchmarks.train_step import _rss_mb, compare, memory_runs, timed  # the shared protocol
 
 VARIANTS = ("baseline", "ours")  # + "ours_xla" on request: its XLA compile took minutes here
 
@@ -164,7 +161,7 @@ def build(variant: str, size: int, light: bool, ch: int = 64, n_dis: int = 6, se
     import keras
     import tensorflow as tf
 
-    from translate import unpaired_training as ut
+    from translate.training import unpaired as ut
     from translate.models import ugatit
 
     keras.utils.set_random_seed(seed)
@@ -189,7 +186,6 @@ def memory_child(variant, size, light, ch, n_dis, warmup):
     timed(step, args, warmup + 2)
     print(json.dumps({"variant": variant, "peak_rss_mb": round(_rss_mb(), 1),
                       "rss_after_build_mb": round(rss_built, 1)}))
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -10,9 +10,7 @@ r"""Builds a tagnet dataset (Tag records + tags.txt + dataset.json).
 
 `python tools/build_tfrecords.py --task=tags ...` runs this same builder with the same flags.
 """
-if __package__ in (None, ""):  # `python tagnet/build_dataset.py`: import the package, not siblings
-    import os as _os, sys as _sys
-    _sys.path[0] = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
 
 import json
 import sys
@@ -94,5 +92,9 @@ def main(argv):
     print(json.dumps({k: v for k, v in summary.items() if k not in ("top_tags", "unreadable_examples")}))
 
 
-if __name__ == "__main__":
+def run():
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -9,9 +9,7 @@ tuned global and per-tag thresholds next to the model (thresholds.json; predict.
 --baseline also scores a colour-histogram nearest-neighbour classifier fitted on the train split.
 The last line is one JSON object with every figure.
 """
-if __package__ in (None, ""):  # `python tagnet/evaluate.py`: import the package, not siblings
-    import os as _os, sys as _sys
-    _sys.path[0] = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
 
 import json
 import os
@@ -96,5 +94,9 @@ def main(argv):
     print(json.dumps(out))
 
 
-if __name__ == "__main__":
+def run():
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

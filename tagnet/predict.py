@@ -9,9 +9,7 @@ model (thresholds.json from training or evaluate.py --save_thresholds) with --pe
 else their global threshold; 0.5 for sigmoid models that have none. Single-label (softmax) models
 report the --top_k (default 1) best classes.
 """
-if __package__ in (None, ""):  # `python tagnet/predict.py`: import the package, not siblings
-    import os as _os, sys as _sys
-    _sys.path[0] = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
 
 import json
 import os
@@ -58,5 +56,9 @@ def main(argv):
         print(f"{n_bad} image(s) could not be read (see their 'error')", file=sys.stderr)
 
 
-if __name__ == "__main__":
+def run():
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -6,9 +6,7 @@
 Datasets come from tagnet/build_dataset.py. Resume is automatic from --train_dir; Ctrl-C or
 SIGTERM saves a checkpoint before exiting. TensorBoard: `tensorboard --logdir=RUN`.
 """
-if __package__ in (None, ""):  # `python tagnet/train.py`: import the package, not siblings
-    import os as _os, sys as _sys
-    _sys.path[0] = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
 
 import json
 import sys
@@ -110,5 +108,9 @@ def main(argv):
         sys.exit(128 + int(result["interrupted"]))
 
 
-if __name__ == "__main__":
+def run():
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

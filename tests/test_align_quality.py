@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from translate import quality
-from translate.align import GEOMETRY, align_face, similarity_matrix, transform_points
-from translate.faces import Face
+from translate.faces import quality
+from translate.faces.align import GEOMETRY, align_face, similarity_matrix, transform_points
+from translate.faces.schema import Face
 
 
 def make_face(roll=0.0, iod=40.0, center=(100.0, 100.0), domain="photo", **overrides):
@@ -117,8 +117,8 @@ def test_anime_threshold_differs_from_photo():
 
 
 def test_photo_to_anime_points_keeps_eyes_and_shortens_the_face():
-    from translate.align import GEOMETRY, photo_to_anime_points
-    from translate.faces import POINT_NAMES
+    from translate.faces.align import GEOMETRY, photo_to_anime_points
+    from translate.faces.schema import POINT_NAMES
     ph, an = GEOMETRY["photo"], GEOMETRY["anime"]
     eye_l, eye_r = (0.5 - ph.eye_distance / 2, ph.eye_y), (0.5 + ph.eye_distance / 2, ph.eye_y)
     chin_drop = 1.884 * ph.eye_distance  # a median photo chin

@@ -1,14 +1,13 @@
 """CycleGAN networks: published parameter counts, shapes of every variant, instance norm and the
-fast convolution against references, keypoint attention, LSGAN losses, the loading builder."""
+fast convolution against references, keypoint attention, LSGAN losses, the registry's inference builder."""
 import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from translate import loading  # noqa: E402
 from conftest import assert_layers_agree  # noqa: E402
-from translate.models import cyclegan, layers  # noqa: E402
+from translate.models import cyclegan, layers, registry  # noqa: E402
 
 S = 32
 
@@ -97,9 +96,9 @@ def test_lsgan_and_l1_losses():
 def test_loading_builder_variants():
     flags = {"model": "cyclegan", "image_size": S, "landmark_channel": True, "landmark_output": True,
              "ngf": 4, "n_blocks": 1, "keypoint_attention": True}
-    nets = loading.BUILDERS["cyclegan"](flags)
+    nets = registry.build_inference(flags)
     assert set(nets) == {"generator_ab", "generator_ba"}
     assert nets["generator_ab"].input_shape == (None, S, S, 4)
     assert nets["generator_ba"].output_shape == (None, S, S, 4)
-    plain = loading.BUILDERS["cyclegan"]({"model": "cyclegan", "image_size": S, "ngf": 4, "n_blocks": 1})
+    plain = registry.build_inference({"model": "cyclegan", "image_size": S, "ngf": 4, "n_blocks": 1})
     assert plain["generator_ab"].output_shape == (None, S, S, 3)

@@ -8,8 +8,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from test_data_helpers import MARK_COLORS, face_image, make_faces  # noqa: E402
-from translate import builder, data, landmarks, records  # noqa: E402
-from translate.faces import POINT_NAMES  # noqa: E402
+from translate.datasets import builder, pipelines as data, landmarks, records  # noqa: E402
+from translate.faces.schema import POINT_NAMES  # noqa: E402
 
 S = 32
 
@@ -202,8 +202,9 @@ def test_pipeline_condition_is_pix2pix_condition(p2p_dir, batch_size, jit):
     cond = "keypoints_colors_noise"
     inputs = next(iter(data.pix2pix_dataset(p2p_dir, "train", cond, S, True, batch_size, seed=4,
                                             shuffle=False, jit_compile=jit)))[0].numpy()
-    examples, _ = data._examples(p2p_dir, "train", "anime", records.read_info(p2p_dir), S, True, 4,
-                                 False, 1, False, None, False, 1)
+    examples, _ = data.examples(p2p_dir, "train", "anime", info=records.read_info(p2p_dir),
+                                image_size=S, augment=True, seed=4, shuffle=False, shuffle_buffer=1,
+                                repeat=False, load_size=None, verify=False, num_parallel_calls=1)
     want = np.stack([data.pix2pix_condition(ex["points"], ex["point_mask"], ex["colors"],
                                             ex["color_mask"], S, cond, ex["seed"]).numpy()
                      for ex in examples.take(batch_size)])

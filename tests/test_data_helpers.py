@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from translate.faces import Crop, Face
+from translate.faces.schema import Crop, Face
 
 MARK_COLORS = {  # squares painted at the points (RGB)
     "left_eye": (255, 0, 0),

@@ -14,8 +14,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from conftest import ROOT  # noqa: E402
-from translate import builder, data, records  # noqa: E402
-from translate.faces import read_faces  # noqa: E402
+from translate.datasets import builder, pipelines as data, records  # noqa: E402
+from translate.faces.schema import read_faces  # noqa: E402
 
 S = 32
 

@@ -4,9 +4,9 @@ import PIL
 import pytest
 from skimage import data
 
-from translate import quality
-from translate.detect import AnimeFaceDetector, MtcnnDetector, estimate_chin, frame_image
-from translate.synthetic import render_face, render_negative
+from translate.faces import quality
+from translate.faces.detect import AnimeFaceDetector, MtcnnDetector, estimate_chin, frame_image
+from translate.faces.synthetic import render_face, render_negative
 
 
 def test_pillow_is_below_12():
@@ -110,7 +110,7 @@ def test_webtoon_strip_gives_one_face_per_panel(anime):
 
 
 def test_colours_match_the_drawn_ones():
-    from translate.colors import estimate_colors
+    from translate.faces.colors import estimate_colors
 
     errors = {k: [] for k in ("hair", "skin", "left_eye", "right_eye")}
     for image, truth in _synthetic(30, seed=5):

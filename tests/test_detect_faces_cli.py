@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from translate.faces import read_faces
-from translate.synthetic import render_face
+from translate.faces.schema import read_faces
+from translate.faces.synthetic import render_face
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, "tools", "detect_faces.py")

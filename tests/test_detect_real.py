@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from translate import quality
-from translate.detect import AnimeFaceDetector, MtcnnDetector
-from translate.imageio import load_rgb
-from translate.synthetic import render_negative
+from translate.faces import quality
+from translate.faces.detect import AnimeFaceDetector, MtcnnDetector
+from translate.faces.images import load_rgb
+from translate.faces.synthetic import render_negative
 
 pytestmark = pytest.mark.shared_data
 

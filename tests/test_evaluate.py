@@ -13,8 +13,13 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from test_data_helpers import MARK_COLORS, make_faces  # noqa: E402
-from translate import builder, evaluation, loading, synthetic, training  # noqa: E402
-from translate.faces import POINT_NAMES  # noqa: E402
+from translate.datasets import builder  # noqa: E402
+from translate.evaluation import common, paired, report
+from translate.models import registry
+from translate.inference import loading
+from translate.faces import synthetic
+from translate.training import pix2pix as training
+from translate.faces.schema import POINT_NAMES  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 S = 32
@@ -49,8 +54,8 @@ def _fake(fn, channels=13, name="fake"):
 def test_trained_pix2pix_report_has_every_metric(p2p, tmp_path):
     dataset, run = p2p
     t = loading.load(run)
-    cfg = evaluation.EvalConfig(dataset_dir=dataset, progress=False, html_examples=2)
-    report, images = evaluation.evaluate_run(t, cfg, evaluation.anime_detector())
+    cfg = common.EvalConfig(dataset_dir=dataset, progress=False, html_examples=2)
+    report, images = report.evaluate_run(t, cfg, common.anime_detector())
     m = report["metrics"]
     assert report["kind"] == "paired" and report["step"] == 2 and m["num_examples"] >= 2
     for key in ("l1", "psnr", "ssim"):
@@ -68,10 +73,10 @@ def test_trained_pix2pix_report_has_every_metric(p2p, tmp_path):
     assert ks["output_change_per_unit_move"] > 0  # a real U-Net sees its layer
     assert m["skipped"] == {}
     # repeatable: dropout stays on at inference but is seeded
-    again, _ = evaluation.evaluate_pix2pix(t, cfg, None)
+    again, _ = paired.evaluate_pix2pix(t, cfg, None)
     assert again["l1"] == m["l1"]
 
-    out = evaluation.write_reports(str(tmp_path / "out"), {"a": report, "b": report},
+    out = report.write_reports(str(tmp_path / "out"), {"a": report, "b": report},
                                    {"a": images, "b": images})
     summary = json.loads(open(out["json"]).read())
     assert set(summary["runs"]) == {"a", "b"} and len(summary["table"]["rows"]) == 2
@@ -84,11 +89,11 @@ def test_trained_pix2pix_report_has_every_metric(p2p, tmp_path):
 
 def test_memorising_generator_is_flagged(p2p):
     dataset, _ = p2p
-    train = evaluation.read_examples(dataset, "train", "anime", S, "pix2pix")["image"]
+    train = common.read_examples(dataset, "train", "anime", S, "pix2pix")["image"]
     recalled = tf.constant(train[1:2])
     gen = _fake(lambda x: tf.repeat(recalled, tf.shape(x)[0], axis=0))
-    cfg = evaluation.EvalConfig(dataset_dir=dataset, progress=False)
-    m, _ = evaluation.evaluate_pix2pix(_translator(gen), cfg)
+    cfg = common.EvalConfig(dataset_dir=dataset, progress=False)
+    m, _ = paired.evaluate_pix2pix(_translator(gen), cfg)
     assert m["memorisation"]["closer_to_train_share"] == 1.0
     assert m["memorisation"]["mean_train_to_own_ratio"] < 0.02  # uint8 rounding only
     ref = m["memorisation"]["reference_mean_train_image"]  # blur reference: clearly above recall
@@ -98,23 +103,23 @@ def test_memorising_generator_is_flagged(p2p):
 
 def test_memorisation_of_outputs_equal_to_their_own_targets(p2p):
     dataset, _ = p2p
-    cfg = evaluation.EvalConfig(dataset_dir=dataset, progress=False)
-    targets = evaluation.read_examples(dataset, "test", "anime", S, "pix2pix")["image"]
-    memo, nearest = evaluation._memorisation(evaluation.to_uint8(targets), targets, cfg, S)
+    cfg = common.EvalConfig(dataset_dir=dataset, progress=False)
+    targets = common.read_examples(dataset, "test", "anime", S, "pix2pix")["image"]
+    memo, nearest = paired._memorisation(common.to_uint8(targets), targets, cfg, S)
     assert memo["closer_to_train_share"] == 0.0 and memo["mean_train_to_own_ratio"] > 10
     assert nearest["images"].shape == (len(targets), S, S, 3)
 
 
 def test_keypoint_sensitivity_zero_when_ignored_and_positive_when_copied(p2p):
     dataset, _ = p2p
-    cfg = evaluation.EvalConfig(dataset_dir=dataset, progress=False)
+    cfg = common.EvalConfig(dataset_dir=dataset, progress=False)
     # uses the colour planes, ignores the keypoint layer (the original Exp3 failure)
     ignore = _fake(lambda x: tf.tanh(x[..., 1:4] + 0.1 * x[..., 4:7]))
-    m, _ = evaluation.evaluate_pix2pix(_translator(ignore), cfg)
+    m, _ = paired.evaluate_pix2pix(_translator(ignore), cfg)
     ks = m["keypoint_sensitivity"]
     assert ks["output_change_per_unit_move"] == 0.0 and ks["relative_to_layer"] == 0.0
     copy = _fake(lambda x: tf.repeat(x[..., :1], 3, axis=-1))
-    m, _ = evaluation.evaluate_pix2pix(_translator(copy), cfg)
+    m, _ = paired.evaluate_pix2pix(_translator(copy), cfg)
     ks = m["keypoint_sensitivity"]
     assert ks["output_change_per_unit_move"] > 0.01
     assert ks["relative_to_layer"] == pytest.approx(1.0, rel=1e-4)  # moves exactly as the layer
@@ -127,10 +132,10 @@ def test_real_detector_on_synthetic_faces():
         imgs.append(np.asarray(img))
         pts.append([[(face.points[n][0] + 0.5) / 64, (face.points[n][1] + 0.5) / 64] for n in POINT_NAMES])
         masks.append([1.0] * 5)
-    r, found = evaluation.landmark_fidelity(np.stack(imgs), np.array(pts), np.array(masks),
-                                            evaluation.anime_detector())
+    r, found = common.landmark_fidelity(np.stack(imgs), np.array(pts), np.array(masks),
+                                            common.anime_detector())
     assert r["detected_share"] >= 2 / 3 and r["mean_error"] < 0.35, r
-    shifted, _ = evaluation.landmark_fidelity(np.stack(imgs), np.array(pts) + 0.15, np.array(masks),
+    shifted, _ = common.landmark_fidelity(np.stack(imgs), np.array(pts) + 0.15, np.array(masks),
                                               lambda im: found[0])
     assert shifted["mean_error"] > r["mean_error"] + 0.3  # the error sees a wrong place
 
@@ -153,10 +158,12 @@ def _identity(channels, name):
     return keras.Model(x, y, name=name)
 
 
-@loading.register("fake_unpaired_test")
 def _build_fake(flags):
     c = 4 if flags["landmark_channel"] else 3
     return {"generator_ab": _identity(c, "g_ab"), "generator_ba": _identity(c, "g_ba")}
+
+
+registry.register(registry.ModelFamily("fake_unpaired_test", paired=False, networks=_build_fake))
 
 
 def test_unpaired_family_through_the_registry(tmp_path):
@@ -173,14 +180,14 @@ def test_unpaired_family_through_the_registry(tmp_path):
     nets = _build_fake(flags)
     tf.train.Checkpoint(**nets).save(str(run / "ckpt"))
     t = loading.load(str(run))
-    assert evaluation.family(t) == "unpaired"
+    assert report.family(t) == "unpaired"
 
     def features(images):  # cheap stand-in for Inception: 4x4 colour thumbnails
         return tf.reshape(tf.image.resize(images[..., :3], [4, 4], antialias=True), [len(images), -1]).numpy()
 
-    cfg = evaluation.EvalConfig(dataset_dir=str(tmp_path / "ds"), split="train", progress=False,
+    cfg = common.EvalConfig(dataset_dir=str(tmp_path / "ds"), split="train", progress=False,
                                 kid_subsets=5)
-    report, images = evaluation.evaluate_run(t, cfg, mark_detector, features)
+    report, images = report.evaluate_run(t, cfg, mark_detector, features)
     m = report["metrics"]
     assert m["landmark_channel"] and m["landmark_output"]
     # identity generators: perfect cycles and layers, outputs are the photos themselves
@@ -193,9 +200,9 @@ def test_unpaired_family_through_the_registry(tmp_path):
     assert fk["photo_to_anime"]["fid"] > 0 and fk["photo_to_anime"]["kid_subset_size"] == 5
     assert m["skipped"] == {}
 
-    report2, _ = evaluation.evaluate_run(t, cfg)  # no detector, no Inception: said, not hidden
+    report2, _ = report.evaluate_run(t, cfg)  # no detector, no Inception: said, not hidden
     assert set(report2["metrics"]["skipped"]) == {"landmark_fidelity", "fid_kid"}
-    out = evaluation.write_reports(str(tmp_path / "out"), {"lm": report, "plain": report2},
+    out = report.write_reports(str(tmp_path / "out"), {"lm": report, "plain": report2},
                                    {"lm": images, "plain": images})
     table = json.loads(open(out["json"]).read())["table"]
     assert "FID p→a" in table["header"] and table["rows"][1][table["header"].index("FID p→a")] == "–"

@@ -1,4 +1,4 @@
-"""translate.export: the translator SavedModel (serving contract, versions) reloads in a fresh
+"""translate.inference.export: the translator SavedModel (serving contract, versions) reloads in a fresh
 process without project code and matches the in-process Keras generator. Tiny: 32 px, ngf 8."""
 import json
 import os
@@ -11,7 +11,10 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from translate import builder, data, export, landmarks, loading, synthetic, training  # noqa: E402
+from translate.datasets import builder, pipelines as data, landmarks  # noqa: E402
+from translate.inference import export, loading
+from translate.faces import synthetic
+from translate.training import pix2pix as training
 
 S = 32
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -179,8 +182,6 @@ def test_export_cli_errors_exit_1_without_traceback(exported):
 
 
 def test_cyclegan_landmark_run_serves_encoded_images(tmp_path):
-    from translate.models import cyclegan  # noqa: F401  (registers the builder)
-
     flags = {"model": "cyclegan", "image_size": S, "landmark_channel": True, "ngf": 4, "n_blocks": 1}
     train_dir = tmp_path / "cg"
     train_dir.mkdir()

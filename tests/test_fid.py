@@ -3,7 +3,7 @@ InceptionV3 feature extractor (random weights from a local file; no downloads)."
 import numpy as np
 import pytest
 
-from translate import fid
+from translate.evaluation import fid
 
 
 def _sqrt_psd(a):

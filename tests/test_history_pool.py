@@ -5,7 +5,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from translate.history_pool import HistoryPool  # noqa: E402
+from translate.training.history_pool import HistoryPool  # noqa: E402
 
 
 def _draws(seed, k):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from translate.imageio import ImageReadError, list_images, load_rgb
-from translate.panels import is_strip, split_panels
+from translate.faces.images import ImageReadError, list_images, load_rgb
+from translate.faces.panels import is_strip, split_panels
 
 
 def _save(path, image, **kw):

@@ -4,8 +4,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from translate import landmarks as L  # noqa: E402
-from translate.faces import POINT_NAMES  # noqa: E402
+from translate.datasets import landmarks as L  # noqa: E402
+from translate.faces.schema import POINT_NAMES  # noqa: E402
 
 S = 64
 # Points on pixel centres: pixel (col, row) -> normalised ((col + .5) / S, (row + .5) / S).

@@ -10,7 +10,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from translate import builder, synthetic  # noqa: E402
+from translate.datasets import builder  # noqa: E402
+from translate.faces import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,7 +13,10 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from translate import builder, optimizers, records, run_config, schedules, synthetic, training  # noqa: E402
+from translate import run_config  # noqa: E402
+from translate.datasets import builder, records
+from translate.training import optimizers, schedules, pix2pix as training
+from translate.faces import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 S = 32

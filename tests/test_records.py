@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from test_data_helpers import make_faces, reencode_jpeg  # noqa: E402
-from translate import builder, dedup, records, splits  # noqa: E402
-from translate.faces import Crop, Face  # noqa: E402
+from translate.datasets import builder, dedup, records, splits  # noqa: E402
+from translate.faces.schema import Crop, Face  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,7 +57,7 @@ def test_split_edge_cases():
 def test_dedup_merges_reencoded_copy(tmp_path):
     jsonl = make_faces(str(tmp_path), 6, seed=2)
     reencode_jpeg(str(tmp_path / "crops/img000.png"), str(tmp_path / "crops/copy.jpg"), quality=70)
-    face = next(iter(__import__("translate.faces", fromlist=["read_faces"]).read_faces(jsonl)))
+    face = next(iter(__import__("translate.faces.schema", fromlist=["read_faces"]).read_faces(jsonl)))
     face.source, face.crop.path = "copy-of-0.jpg", "crops/copy.jpg"
     with open(jsonl, "a") as f:
         f.write(face.to_line())
@@ -76,7 +76,7 @@ def test_dedup_merges_reencoded_copy(tmp_path):
 def test_near_duplicates_share_a_group(tmp_path):
     # the same picture, brightened: a few bits apart, so not collapsed (dup_distance 0) but grouped
     from PIL import Image, ImageEnhance
-    from translate.faces import read_faces
+    from translate.faces.schema import read_faces
     jsonl = make_faces(str(tmp_path), 8, seed=3)
     img = ImageEnhance.Brightness(Image.open(tmp_path / "crops/img001.png")).enhance(1.3)
     img.save(tmp_path / "crops/bright.png")
@@ -277,7 +277,7 @@ def test_split_by_image_reports_shared_groups(tmp_path):
 
 def test_mirrored_copy_is_a_duplicate(tmp_path):
     from PIL import Image
-    from translate.faces import read_faces
+    from translate.faces.schema import read_faces
     jsonl = make_faces(str(tmp_path), 5, seed=23)
     Image.open(tmp_path / "crops/img003.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
         tmp_path / "crops/mirror.png")

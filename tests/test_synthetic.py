@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from translate import synthetic
-from translate.faces import read_faces
+from translate.faces import synthetic
+from translate.faces.schema import read_faces
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SEEDS = range(12)

@@ -16,7 +16,8 @@ skdata = pytest.importorskip("skimage.data")
 from PIL import Image  # noqa: E402
 
 from test_export import trained_run  # noqa: E402  (the shared 2-step pix2pix run)
-from translate import data, export, loading, photo2anime  # noqa: E402
+from translate.datasets import pipelines as data  # noqa: E402
+from translate.inference import export, loading, pipeline as photo2anime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = os.path.join(ROOT, "translate", "translate.py")
@@ -162,6 +163,7 @@ def test_help_exits_0():
     p = _cli("--help")
     out, _ = p.communicate(timeout=120)
     assert p.returncode == 0 and "--model_dir" in out and "--side_by_side" in out
+    assert "--train_dir" in out
 
 
 def test_cli_translates_a_photo_and_skips_the_rest(background):

@@ -7,8 +7,10 @@ tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
 from test_data_helpers import make_faces  # noqa: E402
-from translate import builder, loading, optimizers  # noqa: E402
-from translate import unpaired_training as ut  # noqa: E402
+from translate.datasets import builder  # noqa: E402
+from translate.inference import loading
+from translate.training import optimizers
+from translate.training import unpaired as ut  # noqa: E402
 from translate.models import ugatit  # noqa: E402
 
 S, CH = 32, 8

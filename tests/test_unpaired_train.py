@@ -12,8 +12,11 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from test_data_helpers import make_faces  # noqa: E402
-from translate import builder, data, loading, run_config, unpaired_training  # noqa: E402
-from translate.training import ConfigError  # noqa: E402
+from translate import run_config  # noqa: E402
+from translate.datasets import builder, pipelines as data
+from translate.inference import loading
+from translate.training import unpaired as unpaired_training
+from translate.training.pix2pix import ConfigError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 S = 32

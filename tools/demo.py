@@ -17,6 +17,8 @@ served by tools/serve.py on a free loopback port, and the photos sent through it
 /v1/pipelines/photo2anime endpoint; the server is stopped at the end. A few hundred steps on
 24 faces make blurry faces, not good ones: the demo shows the whole path works end to end.
 """
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
+
 import os
 import subprocess
 import sys
@@ -24,8 +26,6 @@ import time
 
 import numpy as np
 from absl import app, flags
-
-from translate import cli  # noqa: E402  (absl --help exits 0)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "demo_out", "Where the demo writes data, faces and index.html.")
@@ -178,7 +178,7 @@ def serve_and_translate(out: str, runs, photos_dir: str):
 
 def score_against_truth(faces, truth_jsonl: str) -> str:
     """Detected vs drawn eyes on synthetic faces, as a sentence."""
-    from translate.faces import read_faces
+    from translate.faces.schema import read_faces
 
     truth = {os.path.relpath(f.source, "images"): f for f in read_faces(truth_jsonl)}
     errors = []
@@ -198,9 +198,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     import json
 
-    from translate.faces import read_faces
-    from translate.gallery import write_gallery
-    from translate.synthetic import write_dataset
+    from translate.faces.schema import read_faces
+    from translate.faces.gallery import write_gallery
+    from translate.faces.synthetic import write_dataset
 
     start = time.time()
     out = os.path.abspath(FLAGS.output_dir)
@@ -261,5 +261,9 @@ def main(argv):
     print(f"done in {time.time() - start:.0f} s: open {page}")
 
 
+def run():
+    cliboot.run(main)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

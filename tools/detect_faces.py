@@ -9,6 +9,8 @@ finishes, so an interrupted run keeps everything done so far; `--resume` carries
 A summary (also written to OUTPUT.summary.json) counts images, faces, rejections by reason and
 unreadable files.
 """
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
+
 import collections
 import json
 import os
@@ -17,10 +19,6 @@ import sys
 import time
 
 from absl import app, flags
-
-from translate import cli  # noqa: E402  (absl --help exits 0)
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import, also in workers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_dir", None, "Folder of images, searched recursively (JPEG, PNG, WebP, BMP).")
@@ -38,7 +36,7 @@ flags.mark_flags_as_required(["input_dir", "domain", "output"])
 
 def _load_progress(progress_path, output):
     """Sources finished by an earlier run; also drops face lines of unfinished images."""
-    from translate.faces import drop_partial_last_line
+    from translate.faces.schema import drop_partial_last_line
 
     for path in (progress_path, output):
         drop_partial_last_line(path)
@@ -84,16 +82,15 @@ def fail(message):
     print(f"error: {message}", file=sys.stderr)
     sys.exit(1)
 
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from tqdm import tqdm
 
-    from translate import quality
-    from translate.faces import append_lines
-    from translate.extract import iter_results
-    from translate.imageio import list_images
+    from translate.faces import quality
+    from translate.faces.schema import append_lines
+    from translate.faces.extract import iter_results
+    from translate.faces.images import list_images
 
     if not os.path.isdir(FLAGS.input_dir):
         fail(f"--input_dir {FLAGS.input_dir!r} is not a folder")
@@ -152,5 +149,9 @@ def main(argv):
     )
 
 
+def run():
+    cliboot.run(main)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

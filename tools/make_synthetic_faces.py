@@ -9,13 +9,13 @@ Writes OUTPUT_DIR/images/face_NNNNN.png, OUTPUT_DIR/faces.jsonl and, with --nega
 OUTPUT_DIR/negatives/*.png (face-free images for checking detectors). The same flags give the same
 bytes.
 """
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
+
 import time
 
 from absl import app, flags
 
-from translate import cli  # noqa: E402  (absl --help exits 0)
-
-from translate import synthetic
+from translate.faces import synthetic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Folder to write images/, faces.jsonl and negatives/ into.")
@@ -38,5 +38,9 @@ def main(argv):
           f"keypoints and colours in faces.jsonl")
 
 
+def run():
+    cliboot.run(main)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

@@ -16,15 +16,11 @@ Binds to 127.0.0.1 unless --host says otherwise. Ctrl-C stops it (requests in fl
 """
 from __future__ import annotations
 
-import os
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
+
 import sys
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import flags  # noqa: E402
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_base_path", None, "Folder with one sub-folder per model (NAME/<version>/).")
@@ -56,7 +52,6 @@ flags.DEFINE_enum("log_level", "warning", ["critical", "error", "warning", "info
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(1)
-
 
 def main(argv):
     if len(argv) > 1:
@@ -116,6 +111,9 @@ def main(argv):
         server.pool.shutdown(wait=False, cancel_futures=True)
 
 
+def run():
+    cliboot.run(main)
+
+
 if __name__ == "__main__":
-    from translate.cli import run  # app.run, but --help exits 0
-    run(main)
+    run()

@@ -1,23 +1,24 @@
-"""absl entry-point plumbing for translate/ and tools/: `run(main)` is `app.run(main)` except that
-`--help` (and --helpshort/--helpfull/-h/-?) exits 0, as users and shells expect; absl exits 1.
+"""What translate's entry points (train.py, evaluate.py, export.py, photo2anime.py) share: the
+project's start-up (cliboot.run: --help exits 0, deprecated flag names, quiet TensorFlow) and
+one user-facing error type. Twin of tagnet/cli.py (same names, same API).
+
+    cli.run(main, deprecated={"old_flag": "new_flag"})
+
+A `TranslateError` (bad flags, inputs or runs) raised by `main` prints `error: message` and
+exits with status 1, never a traceback.
 """
 from __future__ import annotations
 
-import sys
-
-HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+import cliboot
 
 
-def asked_for_help(argv) -> bool:
-    return any(a in HELP_FLAGS or a.split("=", 1)[0] in HELP_FLAGS[2:] for a in argv[1:])
+class TranslateError(Exception):
+    """A user-facing error of a translate entry point: one line, exit status 1."""
 
 
-def run(main, argv=None) -> None:
-    from absl import app
-    argv = sys.argv if argv is None else argv
-    try:
-        app.run(main, argv=argv)
-    except SystemExit as e:
-        if e.code == 1 and asked_for_help(argv):
-            sys.exit(0)
-        raise
+def user_errors():
+    return (TranslateError,)
+
+
+def run(main, deprecated=None) -> None:
+    cliboot.run(main, errors=user_errors, deprecated=deprecated)

@@ -1,227 +1,143 @@
-"""Photo -> anime, in process: find the faces of a photo, prepare them for a translator, run it.
+"""Photo -> anime: translates the faces of a photo (or a folder of photos) with a trained run.
 
-Used by the CLI (`translate/translate.py`) and the HTTP pipeline endpoint (`tools/serve.py`):
+  python translate/translate.py --train_dir=runs/p2p --input=photos/ --output_dir=out/ \\
+      [--hair_color=#rrggbb --skin_color=#rrggbb --eye_color=#rrggbb] [--side_by_side] \\
+      [--direction=photo2anime|anime2photo] [--seed=0] [--max_faces=1]
 
-* `prepare_faces(rgb, image_size)` -> [PreparedFace]: MTCNN detection (with an estimated chin:
-  the anime faces pix2pix learns from all have one), the usability filter
-  (`translate.quality`), alignment (`translate.align`, photo crop geometry), keypoints
-  normalised over the crop and colours measured on the photo (`translate.colors`, as the
-  detection CLI records them) unless overridden.
-* `serving_inputs(faces, names)` -> the numpy batch of an exported translator's signature
-  (`translate.export`'s contract).
-* `Runner(translator)`: the same graph as the export (`export.TranslatorModule.predict_raw`) on a
-  loaded `translate.loading.Translator`, returning uint8 faces.
+Each photo: MTCNN detection, the usability filter, alignment, the landmark layer, then the run's
+generator (pix2pix: the keypoint condition with colours measured on the photo unless given;
+CycleGAN / UGATIT: the aligned crop, + the layer with a landmark-channel run). Writes
+OUTPUT_DIR/<photo path without extension>_face<i>.png per face, and with --side_by_side
+..._face<i>_side.png (aligned photo | landmark layer | output). A photo without a usable face is
+reported and skipped; a summary ends the run. Outputs are written whole (temporary name, then
+rename), so an interrupted run leaves only finished pictures. Flag, model and input problems
+print one line and exit with status 1.
+
+The same command runs as `python -m translate.photo2anime` (translate/translate.py, the documented
+script path, only calls this module). The library behind it: translate/inference/pipeline.py.
+--model_dir is the deprecated name of --train_dir (accepted, with a one-line notice).
 """
 from __future__ import annotations
 
-import collections
-import dataclasses
-import io
-import re
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
 
-import numpy as np
+import os
+import sys
 
-from translate import quality
-from translate.faces import COLOR_NAMES, Face
+from absl import flags
 
-# TensorFlow-backed modules (export, landmarks, records) and OpenCV (align) are imported where
-# used, so a CLI can check its flags with this module before paying for TensorFlow.
+from translate import cli
 
-Color = Tuple[int, int, int]
+FLAGS = flags.FLAGS
+flags.DEFINE_string("train_dir", None, "Training folder of the run (flags.json + checkpoints); "
+                    "--model_dir is its deprecated name.")
+flags.DEFINE_string("input", None, "A photo, or a folder searched recursively for photos.")
+flags.DEFINE_string("output_dir", None, "Folder for the translated faces (PNG).")
+flags.DEFINE_string("hair_color", None, "Hair colour #rrggbb (default: measured on the photo).")
+flags.DEFINE_string("skin_color", None, "Skin colour #rrggbb (default: measured on the photo).")
+flags.DEFINE_string("eye_color", None, "Colour of both eyes #rrggbb (default: measured).")
+flags.DEFINE_string("left_eye_color", None, "Colour of the image-left eye #rrggbb (wins over --eye_color).")
+flags.DEFINE_string("right_eye_color", None, "Colour of the image-right eye #rrggbb (wins over --eye_color).")
+flags.DEFINE_bool("side_by_side", False, "Also write <name>_side.png: aligned photo | landmark layer | output.")
+flags.DEFINE_enum("direction", "photo2anime", ["photo2anime", "anime2photo"],
+                  "photo2anime (all models); anime2photo (CycleGAN / UGATIT; detects anime faces).")
+flags.DEFINE_bool("anime_proportions", True, "For nets that draw the face from keypoints alone "
+                  "(pix2pix): move the photo's nose, mouth and chin up to anime proportions "
+                  "(anime faces are shorter below the eyes); see translate/faces/align.py.")
+flags.DEFINE_integer("seed", None, "Seed for dropout and the noise condition (same seed, same output).")
+flags.DEFINE_integer("max_faces", None, "Translate at most this many faces per photo (best first).",
+                     lower_bound=1)
+flags.DEFINE_float("min_score", None, "Detector score threshold (default: 0.9 photo, 0.5 anime).")
+flags.mark_flags_as_required(["train_dir", "input", "output_dir"])
 
-
-@dataclasses.dataclass
-class PreparedFace:
-    """One usable face of a photo, ready for a translator."""
-    aligned: np.ndarray  # uint8 [S, S, 3] aligned crop
-    keypoints: np.ndarray  # float32 [5, 2] in [0, 1] over the crop, POINT_NAMES order
-    point_mask: np.ndarray  # float32 [5]
-    colors: np.ndarray  # float32 [4, 3] in [0, 1], COLOR_NAMES order
-    color_mask: np.ndarray  # float32 [4]
-    box: Tuple[float, float, float, float]  # x, y, w, h in photo pixels
-    score: float
-    face: Optional[Face] = None  # the detection (photo coordinates)
-
-
-def parse_color(text: str) -> Color:
-    """'#rrggbb' (or 'rrggbb') -> (r, g, b); ValueError otherwise."""
-    m = re.fullmatch(r"#?([0-9a-fA-F]{6})", (text or "").strip())
-    if not m:
-        raise ValueError(f"not a colour {text!r}: expected #rrggbb")
-    h = m.group(1)
-    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+DEPRECATED_FLAGS = {"model_dir": "train_dir"}
 
 
-def color_overrides(hair=None, skin=None, eye=None, left_eye=None, right_eye=None) -> Dict[str, Color]:
-    """Colour overrides by COLOR_NAMES name from '#rrggbb' strings or RGB tuples; `eye` sets both
-    eyes (left_eye / right_eye win over it)."""
-    out = {}
-    for name, value in (("hair", hair), ("skin", skin), ("left_eye", eye), ("right_eye", eye),
-                        ("left_eye", left_eye), ("right_eye", right_eye)):
-        if value is not None:
-            out[name] = parse_color(value) if isinstance(value, str) else tuple(int(v) for v in value)
-    return out
+def _colors():
+    from translate.inference import pipeline
+
+    try:
+        return pipeline.color_overrides(
+            hair=FLAGS.hair_color, skin=FLAGS.skin_color, eye=FLAGS.eye_color,
+            left_eye=FLAGS.left_eye_color, right_eye=FLAGS.right_eye_color)
+    except ValueError as e:
+        raise cli.TranslateError(str(e)) from None
 
 
-def default_detector(domain: str = "photo"):
-    """MTCNN with the estimated chin for photos; animeface for anime."""
-    from translate.detect import make_detector
+def _sources():
+    """(root, relative paths) of the photos to translate."""
+    from translate.faces.images import list_images
 
-    return make_detector(domain, estimate_chin=True) if domain == "photo" else make_detector(domain)
-
-
-def usable_faces(rgb: np.ndarray, detector, config: quality.QualityConfig = quality.QualityConfig(),
-                 rejected: Optional[collections.Counter] = None) -> List[Face]:
-    """Detected faces that pass the usability filter, best score first; `rejected` (if given)
-    counts the others by reason ("no_face" when nothing was detected)."""
-    found = detector.detect(rgb)
-    rejected = rejected if rejected is not None else collections.Counter()
-    if not found:
-        rejected["no_face"] += 1
-    kept = []
-    for face in found:
-        reason = quality.check(face, config)
-        if reason:
-            rejected[reason] += 1
-        else:
-            kept.append(face)
-    return sorted(kept, key=lambda f: -f.score)
+    path = FLAGS.input
+    if os.path.isdir(path):
+        rel = list_images(path)
+        if not rel:
+            raise cli.TranslateError(f"no images (.jpg .jpeg .png .webp .bmp) found under {path}")
+        return path, rel
+    if os.path.isfile(path):
+        return os.path.dirname(path) or ".", [os.path.basename(path)]
+    raise cli.TranslateError(f"--input {path!r}: no such file or folder")
 
 
-def prepare_face(rgb: np.ndarray, face: Face, image_size: int,
-                 colors: Optional[Mapping[str, Sequence[int]]] = None) -> PreparedFace:
-    """Aligns one detected face and builds its keypoints and colours."""
-    from translate.align import GEOMETRY, align_face
-    from translate.landmarks import points_from_dict
-    from translate.records import normalise_colors
+def _check_train_dir(path: str) -> None:
+    """Fails fast, before TensorFlow loads, on a folder that is not a training run."""
+    from translate import run_config
 
-    crop, meta = align_face(rgb, face, image_size, GEOMETRY[face.domain])
-    keypoints, point_mask = points_from_dict(meta.points, image_size)
-    merged = {**face.colors, **(colors or {})}
-    flat, cmask = normalise_colors(merged)
-    return PreparedFace(
-        aligned=crop, keypoints=keypoints, point_mask=point_mask,
-        colors=np.asarray(flat, np.float32).reshape(len(COLOR_NAMES), 3),
-        color_mask=np.asarray(cmask, np.float32), box=tuple(face.box), score=float(face.score),
-        face=face)
+    if not os.path.isdir(path):
+        raise cli.TranslateError(f"--train_dir {path!r}: no such folder")
+    if not os.path.exists(run_config.path(path)):
+        raise cli.TranslateError(f"--train_dir {path!r}: no {run_config.FILENAME}; not a training folder")
 
 
-def prepare_faces(rgb: np.ndarray, image_size: int, detector=None,
-                  colors: Optional[Mapping[str, Sequence[int]]] = None,
-                  max_faces: Optional[int] = None,
-                  config: quality.QualityConfig = quality.QualityConfig(),
-                  rejected: Optional[collections.Counter] = None) -> List[PreparedFace]:
-    """The usable faces of an RGB uint8 photo [H, W, 3], best first, aligned at image_size.
+def main(argv):
+    if len(argv) > 1:
+        raise cli.TranslateError(f"unexpected arguments: {' '.join(argv[1:])}")
+    colors = _colors()
+    root, sources = _sources()
+    _check_train_dir(FLAGS.train_dir)
+    if FLAGS.seed is not None:
+        import keras
+        keras.utils.set_random_seed(FLAGS.seed)  # before the networks exist: dropout seeds
+    from translate.faces import quality
+    from translate.inference import export, loading, pipeline
 
-    colors: RGB 0-255 overrides by name (hair, skin, left_eye, right_eye; see
-    `color_overrides`); the others are measured on the photo. An empty list means no usable
-    face; `rejected` (a Counter, if given) then says why.
-    """
-    rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
-    detector = detector or default_detector("photo")
-    faces = usable_faces(rgb, detector, config, rejected)
-    if max_faces is not None:
-        faces = faces[:max_faces]
-    return [prepare_face(rgb, f, image_size, colors) for f in faces]
-
-
-def encode_png(rgb: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(rgb, np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def face_seeds(n: int, seed: Optional[int] = None) -> np.ndarray:
-    """int64 [n] seeds for the noise condition: seed, seed + 1, ... or random without a seed."""
-    if seed is None:
-        return np.random.default_rng().integers(0, 2 ** 62, size=n, dtype=np.int64)
-    return np.arange(seed, seed + n, dtype=np.int64)
+    try:
+        translator = loading.load(FLAGS.train_dir)
+        runner = pipeline.Runner(translator, FLAGS.direction,
+                                    anime_proportions=FLAGS.anime_proportions)
+    except (loading.LoadError, export.ExportError) as e:
+        raise cli.TranslateError(str(e)) from None
+    config = quality.QualityConfig()
+    if FLAGS.min_score is not None:
+        config = quality.QualityConfig(min_score_photo=FLAGS.min_score, min_score_anime=FLAGS.min_score)
+    detector = pipeline.default_detector(runner.domain)
+    summary = pipeline.translate_all(runner, detector, root, sources, FLAGS.output_dir, colors, FLAGS.seed,
+                            FLAGS.side_by_side, FLAGS.max_faces, config)
+    rej = ", ".join(f"{k} {v}" for k, v in summary["rejected"].items()) or "none"
+    print(f"{summary['photos']} images: {summary['faces']} faces translated from "
+          f"{summary['photos_translated']} photos; skipped {summary['no_face']} without a usable "
+          f"face (rejected: {rej}), {summary['unreadable']} unreadable, {summary['failed']} failed "
+          f"-> {FLAGS.output_dir}")
 
 
-def model_keypoints(face: PreparedFace, input_names: Sequence[str], anime_proportions: bool = True) -> np.ndarray:
-    """The keypoints to give a translator. One that takes the photo too (CycleGAN with the landmark
-    channel) gets them where they are in the photo crop. One that draws the face from keypoints
-    alone (pix2pix, trained on anime crops) gets them in anime proportions
-    (`align.photo_to_anime_points`), unless `anime_proportions` is False."""
-    from translate import export
-    from translate.align import photo_to_anime_points
-    from translate.faces import POINT_NAMES
-
-    if export.IMAGE in input_names or not anime_proportions or face.face.domain != "photo":
-        return face.keypoints
-    return photo_to_anime_points(face.keypoints, POINT_NAMES)
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
-def serving_inputs(faces: Sequence[PreparedFace], input_names: Sequence[str], seed: Optional[int] = None,
-                   raw: bool = False, anime_proportions: bool = True) -> Dict[str, np.ndarray]:
-    """The batch for an exported translator's signature, only the inputs it names.
+def _main(argv):
+    import signal
 
-    `image` is PNG bytes of the aligned crops (object array) for serving_default, or with `raw`
-    float32 [B, S, S, 3] in [-1, 1] for predict_raw. Keypoints: see `model_keypoints`.
-    """
-    from translate import export
-
-    out = {}
-    for name in input_names:
-        if name == export.IMAGE:
-            if raw:
-                out[name] = np.stack([f.aligned for f in faces]).astype(np.float32) / 127.5 - 1.0
-            else:
-                out[name] = np.array([encode_png(f.aligned) for f in faces], dtype=object)
-        elif name == export.KEYPOINTS:
-            out[name] = np.stack([model_keypoints(f, input_names, anime_proportions)
-                                  for f in faces]).astype(np.float32)
-        elif name == export.POINT_MASK:
-            out[name] = np.stack([f.point_mask for f in faces]).astype(np.float32)
-        elif name == export.COLORS:
-            out[name] = np.stack([f.colors for f in faces]).astype(np.float32)
-        elif name == export.COLOR_MASK:
-            out[name] = np.stack([f.color_mask for f in faces]).astype(np.float32)
-        elif name == export.SEED:
-            out[name] = face_seeds(len(faces), seed)
-        else:
-            raise ValueError(f"unknown translator input {name!r}")
-    return out
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends like Ctrl-C: finished pictures kept
+    try:
+        main(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished pictures are in place", file=sys.stderr)
+        sys.exit(130)
 
 
-def to_uint8(images) -> np.ndarray:
-    """[..., 3] in [-1, 1] -> uint8."""
-    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+def run():
+    cli.run(_main, deprecated=DEPRECATED_FLAGS)
 
 
-class Runner:
-    """Runs a loaded translator (`translate.loading.load`) on prepared faces, in process, through
-    the export's serving graph (`predict_raw`)."""
-
-    def __init__(self, translator, direction: str = "photo2anime", inference_dropout: bool = True,
-                 anime_proportions: bool = True):
-        from translate import export
-
-        self.translator = translator
-        self.module = export.build_module(translator, direction, inference_dropout)
-        self.output_key = export.OUTPUT_RAW
-        self.input_names = list(self.module.input_names)
-        self.image_size = self.module.image_size
-        self.domain = "photo" if direction == "photo2anime" else "anime"
-        self.anime_proportions = anime_proportions
-
-    def translate(self, faces: Sequence[PreparedFace], seed: Optional[int] = None) -> np.ndarray:
-        """uint8 [B, S, S, 3] translated faces (an empty batch for no faces)."""
-        s = self.image_size
-        if not faces:
-            return np.zeros([0, s, s, 3], np.uint8)
-        inputs = serving_inputs(faces, self.input_names, seed, raw=True,
-                                anime_proportions=self.anime_proportions)
-        out = self.module.predict_raw(*[inputs[n] for n in self.input_names])[self.output_key]
-        return to_uint8(out.numpy())
-
-    def layer(self, face: PreparedFace) -> np.ndarray:
-        """The face's landmark layer as uint8 RGB [S, S, 3] (for side-by-side pictures)."""
-        from translate import landmarks
-
-        points = model_keypoints(face, self.input_names, self.anime_proportions)
-        lay = landmarks.render(points, face.point_mask, self.image_size).numpy()[..., 0]
-        return np.repeat(landmarks.to_uint8(lay)[..., None], 3, axis=-1)
+if __name__ == "__main__":
+    run()

@@ -9,7 +9,9 @@ import json
 import os
 from typing import Dict, Iterable, List
 
-FILENAME = "flags.json"
+from translate.contract import FLAGS_JSON
+
+FILENAME = FLAGS_JSON
 
 
 class IncompatibleRunError(ValueError):

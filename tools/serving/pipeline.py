@@ -63,7 +63,7 @@ class Photo2Anime:
         self._detector_lock = threading.Lock()
 
     def detect(self, rgb: np.ndarray, image_size: int, colors=None):
-        from translate import photo2anime
+        from translate.inference import pipeline as photo2anime
         rejected = collections.Counter()
         with self._detector_lock:  # one MTCNN, used by one thread at a time
             if self._detector is None:
@@ -75,7 +75,7 @@ class Photo2Anime:
     @staticmethod
     def parse_options(options: Optional[dict]):
         """Query options -> (colour overrides, seed, anime_proportions); 400 on bad values."""
-        from translate import photo2anime
+        from translate.inference import pipeline as photo2anime
         options = options or {}
         try:
             colors = photo2anime.color_overrides(hair=options.get("hair"), skin=options.get("skin"),
@@ -106,7 +106,7 @@ class Photo2Anime:
     def run(self, body: bytes, content_type: str, model_name: Optional[str],
             version: Optional[int], options: Optional[dict] = None) -> Tuple[bytes, dict]:
         """-> (PNG bytes, response headers: the face box and score in the photo)."""
-        from translate import export
+        from translate.inference import export
         model_name = model_name or self.default_model
         if not model_name:
             raise ServingError(400, "name the translator: /v1/pipelines/photo2anime?model=NAME")
@@ -122,7 +122,7 @@ class Photo2Anime:
         if not faces:
             why = ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items())) or "no face"
             raise ServingError(422, f"no usable face in the photo ({why})")
-        from translate import photo2anime
+        from translate.inference import pipeline as photo2anime
         try:
             inputs = photo2anime.serving_inputs(faces, sorted(model.inputs[sig]), seed=seed,
                                                 anime_proportions=anime_proportions)

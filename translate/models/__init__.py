@@ -1,1 +1,2 @@
-"""Translation networks (Keras 3): shared layers and the pix2pix U-Net / PatchGAN pair."""
+"""Translation networks (Keras 3), one module per family (pix2pix, cyclegan, ugatit) over shared
+layers; `registry` is the table of families."""

@@ -34,7 +34,6 @@ from typing import Dict, Optional, Tuple
 import keras
 import tensorflow as tf
 
-from translate import loading
 from translate.models import layers
 
 LAMBDA_CYCLE = 10.0
@@ -183,7 +182,6 @@ def generator_args(flags: Dict) -> Dict:
                 keypoint_attention=bool(flags.get("keypoint_attention")))
 
 
-@loading.register("cyclegan")
 def build_inference(flags: Dict) -> Dict[str, keras.Model]:
     """generator_ab (photo -> anime) and generator_ba (anime -> photo) of a CycleGAN run."""
     args = generator_args(flags)

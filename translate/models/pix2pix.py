@@ -17,7 +17,7 @@ the first three decoder blocks stays on at inference, as in pix2pix (its only no
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Dict, Tuple
 
 import keras
 import tensorflow as tf
@@ -129,3 +129,11 @@ def discriminator_losses(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> Tupl
     real = _bce_per_example(real_logits, 1.0)
     fake = _bce_per_example(fake_logits, 0.0)
     return 0.5 * (real + fake), real, fake
+
+
+# ---------------------------------------------------------------------------------- loading
+def build_inference(flags: Dict) -> Dict[str, keras.Model]:
+    """The generator of a pix2pix run (flags.json)."""
+    from translate.datasets.pipelines import CONDITION_CHANNELS
+    return {"generator": unet_generator(flags["image_size"], CONDITION_CHANNELS[flags["condition"]],
+                                        ngf=flags["ngf"], norm=flags["norm"])}

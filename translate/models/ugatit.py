@@ -44,7 +44,6 @@ from typing import Dict, Tuple
 import keras
 import tensorflow as tf
 
-from translate import loading
 from translate.models import layers
 
 ADV_WEIGHT = 1.0
@@ -408,7 +407,6 @@ def image_only(gen: keras.Model) -> keras.Model:
     return keras.Model(gen.input, gen.outputs[0], name=gen.name)
 
 
-@loading.register("ugatit")
 def build_inference(flags: Dict) -> Dict[str, keras.Model]:
     """generator_ab (photo -> anime) and generator_ba of a UGATIT run, image output only."""
     return {name: image_only(generator(**generator_args(flags), name=name))

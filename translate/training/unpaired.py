@@ -25,8 +25,8 @@ A family owns its networks, optimizers, losses and step. The contract (see `Fami
 * `learning_rate()`: the current lr (for TensorBoard / logs).
 * `log_line(metrics)`: optional short text for the log line.
 
-Register a family with `@register_family("name")` on the class. `get_family(name)` imports
-`translate.<name>_family` on demand, so `--model=ugatit` works as soon as that module exists.
+A family is one line of translate.models.registry (its `training` names the class, with a
+`name` attribute equal to the registry name); `get_family(name)` imports it on first use.
 Family-specific settings live in `cfg.options` (a flat dict merged over the family's
 `defaults`); `model_keys` names the options (besides image_size and landmark_channel) that
 define the networks: a resumed run must match them (flags.json check).
@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import importlib
 from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Type
 
 import tensorflow as tf
 
-from translate.gan_trainer import ConfigError, GanTrainer, check_common
+from translate.models import registry
+from translate.training.loop import ConfigError, GanTrainer, check_common
 
 COMMON_MODEL_KEYS = ("model", "image_size", "landmark_channel")
 DIRECTIONS = ("ab", "ba")  # a = photo, b = anime
@@ -129,35 +129,15 @@ class Family(abc.ABC):
         return "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
 
 
-FAMILIES: Dict[str, Type[Family]] = {}
-
-
-def register_family(name: str) -> Callable[[Type[Family]], Type[Family]]:
-    """Class decorator: `@register_family("ugatit") class UGATIT(Family): ...`."""
-    def deco(cls):
-        cls.name = name
-        FAMILIES[name] = cls
-        return cls
-    return deco
-
-
-class UnknownFamilyError(ValueError):
-    """No family registered under that model name (its module is missing or failed to import)."""
+UnknownFamilyError = registry.UnknownModelError
 
 
 def get_family(name: str) -> Type[Family]:
-    """The family class for `name`, importing translate.<name>_family on first use."""
-    if name not in FAMILIES:
-        try:
-            importlib.import_module(f"translate.{name}_family")
-        except ModuleNotFoundError as e:
-            if e.name != f"translate.{name}_family":
-                raise
-            raise UnknownFamilyError(f"--model={name}: no translate/{name}_family.py in this "
-                                     "checkout (that model is not implemented yet)") from None
-    if name not in FAMILIES:
-        raise UnknownFamilyError(f"translate/{name}_family.py registers no family {name!r}")
-    return FAMILIES[name]
+    """The unpaired family class of model `name` (translate.models.registry)."""
+    family = registry.get(name)
+    if family.paired:
+        raise UnknownFamilyError(f"--model={name} is a paired model, not an unpaired family")
+    return registry.training(name)
 
 
 # ====================================================================================== trainer
@@ -216,7 +196,7 @@ class UnpairedTrainer(GanTrainer):
         return self.family.learning_rate()
 
     def _dataset(self, split, augment, batch_size, seed, shuffle=None, cache="off"):
-        from translate import data
+        from translate.datasets import pipelines as data
         cfg = self.cfg
         return data.cyclegan_dataset(cfg.dataset_dir, split, cfg.image_size, cfg.landmark_channel,
                                      augment=augment, batch_size=batch_size, seed=seed,
@@ -233,7 +213,7 @@ class UnpairedTrainer(GanTrainer):
 
     def fixed_examples(self):
         """(photos, animes): the first `num_examples` of the test split (train without one)."""
-        from translate import records
+        from translate.datasets import records
         for split in ("test", "train"):
             try:
                 ds = self._dataset(split, False, 1, self.cfg.seed, shuffle=False)

@@ -1,4 +1,4 @@
-"""CycleGAN as a family of translate.unpaired_training: networks, optimizers and the step.
+"""CycleGAN as a family of translate.training.unpaired: networks, optimizers and the step.
 
 A = photo, B = anime. G_ab: A -> B, G_ba: B -> A, D_a / D_b score domain A / B (RGB only; see
 translate/models/cyclegan.py for why D never sees the landmark layer).
@@ -28,14 +28,14 @@ from typing import Dict
 
 import tensorflow as tf
 
-from translate import optimizers, schedules
-from translate.history_pool import HistoryPool
+from translate.training import optimizers, schedules
+from translate.training.history_pool import HistoryPool
 from translate.models import cyclegan
-from translate.unpaired_training import Family, register_family
+from translate.training.unpaired import Family
 
 
-@register_family("cyclegan")
 class CycleGAN(Family):
+    name = "cyclegan"
     defaults = dict(ngf=64, ndf=64, n_blocks=None, upsample="transpose", landmark_output=False,
                     keypoint_attention=False, lambda_cycle=cyclegan.LAMBDA_CYCLE,
                     lambda_identity=cyclegan.LAMBDA_IDENTITY, lambda_landmark=10.0, pool_size=50)

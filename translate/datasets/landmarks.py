@@ -33,7 +33,7 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from translate.faces import POINT_NAMES
+from translate.faces.schema import POINT_NAMES
 
 # Signed peak of each point type, in POINT_NAMES order (left_eye, right_eye, nose, mouth, chin).
 POINT_VALUES: Tuple[float, ...] = (1.0, 0.75, 0.5, -0.75, -1.0)

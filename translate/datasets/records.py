@@ -39,14 +39,12 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from translate.faces import COLOR_NAMES, POINT_NAMES
+from translate.contract import DATASET_JSON, RECORD_SCHEMA_VERSION
+from translate.contract import DATASET_FORMAT as FORMAT_NAME
+from translate.faces.schema import COLOR_NAMES, POINT_NAMES
 
-RECORD_SCHEMA_VERSION = 1
-DATASET_JSON = "dataset.json"
-FORMAT_NAME = "face-records"
 NUM_POINTS = len(POINT_NAMES)
 NUM_COLORS = len(COLOR_NAMES)
-SPLITS = ("train", "test")
 
 
 class DatasetError(ValueError):
@@ -125,10 +123,6 @@ def make_example(image_bytes: bytes, image_format: str, height: int, width: int,
         "face/source_id": _bytes(source_id.encode()),
         "face/group_id": _bytes(group_id.encode()),
     }))
-
-
-def shard_name(split: str, domain: str, index: int, num_shards: int) -> str:
-    return f"{split}-{domain}-{index:05d}-of-{num_shards:05d}.tfrecord"
 
 
 def write_info(dataset_dir: str, info: dict) -> str:

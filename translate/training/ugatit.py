@@ -27,9 +27,9 @@ from typing import Dict
 
 import tensorflow as tf
 
-from translate import optimizers, schedules
+from translate.training import optimizers, schedules
 from translate.models import ugatit
-from translate.unpaired_training import Family, register_family
+from translate.training.unpaired import Family
 
 D_NAMES = ("disc_a_global", "disc_a_local", "disc_b_global", "disc_b_local")
 
@@ -43,8 +43,8 @@ def add_weight_decay(grads, variables, decay: float):
     return [g if g is None else g + decay * v for g, v in zip(grads, variables)]
 
 
-@register_family("ugatit")
 class UGATITFamily(Family):
+    name = "ugatit"
     defaults = {"light": False, "ch": ugatit.CH, "n_res": ugatit.N_RES, "n_dis": ugatit.N_DIS,
                 "adv_weight": ugatit.ADV_WEIGHT, "cycle_weight": ugatit.CYCLE_WEIGHT,
                 "identity_weight": ugatit.IDENTITY_WEIGHT, "cam_weight": ugatit.CAM_WEIGHT,

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
-from translate.faces import Crop, Face
+from translate.faces.schema import Crop, Face
 
 _SCALE = 4  # supersampling factor
 NEGATIVE_KINDS: Tuple[str, ...] = ("blank", "noise", "gradient", "shapes")

@@ -19,8 +19,10 @@ from typing import Callable, Dict
 import keras
 import tensorflow as tf
 
-from translate import data, optimizers, records, run_config, schedules, summaries
-from translate.gan_trainer import ConfigError, GanTrainer, check_common
+from translate import run_config
+from translate.datasets import pipelines as data, records
+from translate.training import optimizers, schedules, summaries
+from translate.training.loop import ConfigError, GanTrainer, check_common
 from translate.models import pix2pix
 
 MODEL_KEYS = ("model", "condition", "image_size", "ngf", "ndf", "norm")

@@ -7,7 +7,7 @@ from typing import Iterable, List, Optional
 
 from PIL import Image, ImageDraw
 
-from translate.faces import Face
+from translate.faces.schema import Face
 
 POINT_COLORS = {
     "left_eye": (0, 200, 255),

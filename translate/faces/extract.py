@@ -13,9 +13,9 @@ from typing import Dict, List, Optional
 
 from PIL import Image
 
-from translate import imageio, quality
-from translate.align import align_face
-from translate.faces import Face
+from translate.faces import images as imageio, quality
+from translate.faces.align import align_face
+from translate.faces.schema import Face
 
 
 @dataclasses.dataclass
@@ -86,7 +86,7 @@ _WORKER = {}
 
 def _init_worker(domain: str, threads: int, estimate_chin: bool, job: dict) -> None:
     """Builds the detector once per worker process (detectors are not picklable)."""
-    from translate.detect import configure_tf_threads, make_detector
+    from translate.faces.detect import configure_tf_threads, make_detector
 
     if domain == "photo":
         configure_tf_threads(threads)

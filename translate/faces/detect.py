@@ -20,9 +20,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from translate.colors import estimate_colors
-from translate.faces import Face
-from translate.panels import is_strip, split_panels
+from translate.faces.colors import estimate_colors
+from translate.faces.schema import Face
+from translate.faces.panels import is_strip, split_panels
 
 CHIN_FROM_MOUTH = 0.67  # chin = mouth + k * (mouth - eye centre); median over Udacity 68-pt data
 

@@ -1,43 +1,26 @@
 """Loads a trained translator from its --train_dir: the networks rebuilt from flags.json and the
 latest checkpoint's weights, for evaluation, the photo -> anime CLI, export and serving.
 
-Each model family registers a builder: flags dict -> {network name: keras.Model} for the
-inference networks, with the names the training checkpoint uses (tf.train.Checkpoint attribute
-names). Optimizers and discriminators in the checkpoint are simply not restored
+The networks come from the family's builder in translate.models.registry (flags dict ->
+{network name: keras.Model}, with the names the training checkpoint uses: tf.train.Checkpoint
+attribute names). Optimizers and discriminators in the checkpoint are simply not restored
 (`expect_partial`).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional
 
 import keras
 import tensorflow as tf
 
-from translate import data, run_config
-
-BUILDERS: Dict[str, Callable[[dict], Dict[str, keras.Model]]] = {}
+from translate import run_config
+from translate.models import registry
 
 
 class LoadError(ValueError):
     """The train_dir has no usable run (no flags.json, no checkpoint, unknown model)."""
-
-
-def register(model: str):
-    """Decorator: `@register("cyclegan") def build(flags) -> {"generator_ab": ..., ...}`."""
-    def deco(fn):
-        BUILDERS[model] = fn
-        return fn
-    return deco
-
-
-@register("pix2pix")
-def _build_pix2pix(flags: dict) -> Dict[str, keras.Model]:
-    from translate.models import pix2pix
-    channels = data.CONDITION_CHANNELS[flags["condition"]]
-    return {"generator": pix2pix.unet_generator(flags["image_size"], channels, ngf=flags["ngf"],
-                                                norm=flags["norm"])}
 
 
 @dataclasses.dataclass
@@ -69,12 +52,12 @@ def load(train_dir: str, checkpoint_path: Optional[str] = None) -> Translator:
     if flags is None:
         raise LoadError(f"{train_dir}: no {run_config.FILENAME}; not a training folder of ours")
     model = flags.get("model")
-    if model not in BUILDERS:
-        _import_family(model)
-    if model not in BUILDERS:
-        raise LoadError(f"{train_dir}: unknown model {model!r} (known: {sorted(BUILDERS)})")
+    try:
+        registry.get(model)
+    except registry.UnknownModelError as e:
+        raise LoadError(f"{train_dir}: {e}") from None
     path = checkpoint_path or latest_checkpoint(train_dir)
-    networks = BUILDERS[model](flags)
+    networks = registry.build_inference(flags)
     status = tf.train.Checkpoint(**networks).restore(path)
     try:
         status.expect_partial().assert_existing_objects_matched()
@@ -91,12 +74,3 @@ def load(train_dir: str, checkpoint_path: Optional[str] = None) -> Translator:
         pass
     return Translator(model, flags, networks, path, step)
 
-
-def _import_family(model) -> None:
-    """Model families other than pix2pix register themselves when their module is imported."""
-    import importlib
-    for mod in (f"translate.models.{model}",):
-        try:
-            importlib.import_module(mod)
-        except ImportError:
-            pass

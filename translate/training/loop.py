@@ -24,7 +24,7 @@ from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
-from translate.data import CACHE_CHOICES
+from translate.datasets.pipelines import CACHE_CHOICES
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 

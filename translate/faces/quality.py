@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from translate.faces import Face
+from translate.faces.schema import Face
 
 REASONS = (
     "low_score",

@@ -14,7 +14,7 @@ from typing import Dict, Tuple
 import cv2
 import numpy as np
 
-from translate.faces import Crop, Face
+from translate.faces.schema import Crop, Face
 
 
 @dataclasses.dataclass(frozen=True)

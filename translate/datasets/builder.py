@@ -33,11 +33,11 @@ import sys
 from collections import Counter, OrderedDict
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from translate import dedup, splits
-from translate.faces import Face, FaceFormatError, read_faces
+from translate.contract import DATASET_FORMAT, DATASET_JSON, RECORD_SCHEMA_VERSION, SPLITS, shard_name
+from translate.datasets import dedup, splits
+from translate.faces.schema import Face, FaceFormatError, read_faces
 
 
-SPLITS = ("train", "test")  # == records.SPLITS (records imports TensorFlow, so it is loaded late)
 
 
 class BuildError(Exception):
@@ -74,7 +74,7 @@ class Task:
 
 def face_record(entry: Entry):
     """The face record of translate/records.py for one entry."""
-    from translate import records  # imports TensorFlow: only when writing
+    from translate.datasets import records  # imports TensorFlow: only when writing
     crop = entry.face.crop
     return records.make_example(
         image_bytes=entry.image_bytes or _file_bytes(entry.crop_path),
@@ -215,7 +215,7 @@ def _check_config(cfg: BuildConfig) -> Task:
         raise BuildError("need 0 <= dup_distance <= group_distance <= 64, got "
                          f"{cfg.dup_distance} and {cfg.group_distance}")
     _group_regexes(cfg)
-    info_path = os.path.join(cfg.output_dir, "dataset.json")
+    info_path = os.path.join(cfg.output_dir, DATASET_JSON)
     if os.path.exists(info_path) and not cfg.overwrite:  # fail before the slow part
         raise BuildError(f"{info_path} exists; pass --overwrite to replace that dataset")
     return TASKS[cfg.task]
@@ -480,7 +480,7 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
     if cfg.split_by == "group" and shared:  # cannot happen; guard the invariant anyway
         raise BuildError(f"internal error: groups on both sides of the split: {sorted(shared)[:5]}")
 
-    from translate import records  # TensorFlow is imported only once the inputs look right
+    from translate.datasets import records  # TensorFlow is imported only once the inputs look right
 
     info = _write(cfg, task, entries, split_of)
     info.update({
@@ -516,10 +516,10 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
 def _write(cfg: BuildConfig, task: Task, entries: List[Entry], split_of: Dict[int, str]) -> dict:
     import tensorflow as tf
 
-    from translate import records
+    from translate.datasets import records
 
     out = cfg.output_dir
-    info_path = os.path.join(out, records.DATASET_JSON)
+    info_path = os.path.join(out, DATASET_JSON)
     old_files: List[str] = []
     if os.path.exists(info_path):
         if not cfg.overwrite:
@@ -550,7 +550,7 @@ def _write(cfg: BuildConfig, task: Task, entries: List[Entry], split_of: Dict[in
             n_shards = min(cfg.num_shards, len(items))
             shards = []
             for k in range(n_shards):
-                name = records.shard_name(s, d, k, n_shards)
+                name = shard_name(s, d, k, n_shards)
                 final = os.path.join(out, name)
                 tmp = final + f".tmp-{os.getpid()}"
                 part = items[k::n_shards]
@@ -584,8 +584,8 @@ def _write(cfg: BuildConfig, task: Task, entries: List[Entry], split_of: Dict[in
     counts = {s: sum(v["count"] for v in split_info[s].values()) for s in SPLITS}
     counts["total"] = sum(counts.values())
     return {
-        "schema_version": records.RECORD_SCHEMA_VERSION,
-        "format": records.FORMAT_NAME,
+        "schema_version": RECORD_SCHEMA_VERSION,
+        "format": DATASET_FORMAT,
         "task": task.name,
         "domains": list(task.domains),
         "counts": counts,

@@ -37,11 +37,11 @@ from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from translate import landmarks, records
+from translate.contract import DOMAINS
+from translate.datasets import landmarks, records
 
 AUTOTUNE = tf.data.AUTOTUNE
 CONDITIONS = ("keypoints", "keypoints_colors", "keypoints_colors_noise")
-DOMAINS = ("photo", "anime")  # CycleGAN's (A, B)
 CONDITION_CHANNELS = {"keypoints": 1, "keypoints_colors": 13, "keypoints_colors_noise": 14}
 COLOR_FLIP_ORDER = (0, 1, 3, 2)  # hair, skin, left_eye <-> right_eye
 JIT_FROM = 128  # pipelines of this size and up compile their per-pixel work with XLA
@@ -172,21 +172,25 @@ def _decoded(serialized):
     return {"image": decode_uint8(ex["image"]), **{k: ex[k] for k in keep}}
 
 
-def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size: int,
-              do_augment: bool, seed: int, shuffle: bool, shuffle_buffer: int, repeat: bool,
-              load_size: Optional[int], verify: bool, num_parallel_calls,
-              finish=None, cache: Optional[bool] = False,
-              length: Optional[int] = None) -> Tuple[tf.data.Dataset, int]:
-    """Per-example dicts: image [S, S, 3] in [-1, 1], points, point_mask, colors, color_mask, seed;
-    or `finish(dict)` of them, computed in the same parallel map. With `repeat` and `length`, a
-    pass is `length` examples, the records cycling (reshuffled every epoch) until then.
+def examples(dataset_dir: str, split: str, domain: str, *, image_size: int,
+             augment: bool = False, seed: int = 0, shuffle: bool = False,
+             shuffle_buffer: int = 1024, repeat: bool = False, load_size: Optional[int] = None,
+             verify: bool = True, num_parallel_calls=AUTOTUNE, finish=None,
+             cache: Optional[bool] = False, length: Optional[int] = None,
+             info: Optional[dict] = None) -> Tuple[tf.data.Dataset, int]:
+    """(dataset, record count) of one split and domain: per-example dicts, image [S, S, 3] in
+    [-1, 1], points, point_mask, colors, color_mask, seed; or `finish(dict)` of them, computed in
+    the same parallel map. With `repeat` and `length`, a pass is `length` examples, the records
+    cycling (reshuffled every epoch) until then. `info`: the dataset.json already read (default:
+    read it here).
 
     Two stages: decode + resize to the load size (deterministic), then the random crop, flip and
     `finish`. With `cache` (see `cache_decoded`) the first stage runs once per example and its
     uint8 output stays in memory (shuffled after the cache); without, records are shuffled and
     both stages run in one map."""
+    info = records.read_info(dataset_dir) if info is None else info
     ds, count = _records(dataset_dir, split, domain, info, verify)
-    load = (load_size or load_size_for(image_size)) if do_augment else image_size
+    load = (load_size or load_size_for(image_size)) if augment else image_size
     cached = cache_decoded(cache, count, load, repeat)
     def prepare(serialized):
         ex = _decoded(serialized)
@@ -212,7 +216,7 @@ def _examples(dataset_dir: str, split: str, domain: str, info: dict, image_size:
         seed2 = tf.stack([r, tf.constant(seed, tf.int64)])
         image, pts, pmask, colors, cmask = jittered(
             ex["image"], ex["points"], ex["point_mask"], ex["colors"], ex["color_mask"], seed2,
-            image_size, load, flip=do_augment)
+            image_size, load, flip=augment)
         ex = {"image": _to_unit(image), "points": pts, "point_mask": pmask, "colors": colors,
               "color_mask": cmask, "seed": seed2}
         return finish(ex) if finish is not None else ex
@@ -359,10 +363,11 @@ def pix2pix_dataset(dataset_dir: str, split: str = "train", condition: str = "ke
                      p.get("noise_bits")), p["image"]
 
     one_by_one = batch_size == 1
-    ds, _ = _examples(dataset_dir, split, "anime", info, image_size, augment, seed, shuffle,
-                      shuffle_buffer, repeat, load_size, verify, num_parallel_calls,
-                      finish=(lambda ex: _add_batch_dim(*pair(parts(ex)))) if one_by_one else parts,
-                      cache=cache)
+    ds, _ = examples(dataset_dir, split, "anime", info=info, image_size=image_size, augment=augment,
+                     seed=seed, shuffle=shuffle, shuffle_buffer=shuffle_buffer, repeat=repeat,
+                     load_size=load_size, verify=verify, num_parallel_calls=num_parallel_calls,
+                     finish=(lambda ex: _add_batch_dim(*pair(parts(ex)))) if one_by_one else parts,
+                     cache=cache)
     if not one_by_one:
         ds = _batched(ds, batch_size, drop_remainder, num_parallel_calls, pair)
     return ds.prefetch(AUTOTUNE)
@@ -399,10 +404,12 @@ def cyclegan_dataset(dataset_dir: str, split: str = "train", image_size: int = 2
     # With the landmark channel and batches, the 4-channel images are built after batching.
     late = landmark_channel and batch_size > 1
     length = max(records.split_shards(dataset_dir, info, split, name)[1] for name in DOMAINS)
-    photo, anime = (_examples(dataset_dir, split, name, info, image_size, augment, seed + k,
-                              shuffle, shuffle_buffer, True, load_size, verify, num_parallel_calls,
-                              finish=parts if late else (lambda ex: one(parts(ex))), cache=cache,
-                              length=length)[0]
+    photo, anime = (examples(dataset_dir, split, name, info=info, image_size=image_size,
+                             augment=augment, seed=seed + k, shuffle=shuffle,
+                             shuffle_buffer=shuffle_buffer, repeat=True, load_size=load_size,
+                             verify=verify, num_parallel_calls=num_parallel_calls,
+                             finish=parts if late else (lambda ex: one(parts(ex))), cache=cache,
+                             length=length)[0]
                     for k, name in enumerate(DOMAINS))
     ds = tf.data.Dataset.zip((photo, anime))
     if batch_size == 1:

@@ -1,0 +1,1 @@
+"""Command-line tools (detect, synthesise, build records, serve, demo) and the REST server."""

@@ -1,0 +1,1 @@
+"""Evaluation of trained runs: paired (pix2pix), unpaired (CycleGAN, UGATIT), FID/KID, the report."""

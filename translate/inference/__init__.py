@@ -1,0 +1,1 @@
+"""Using a trained run: loading it, the photo -> anime pipeline, SavedModel export."""
