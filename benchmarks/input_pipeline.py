@@ -1,6 +1,6 @@
-"""Input-pipeline throughput: tf.data (translate/data.py) vs a per-image NumPy/PIL baseline.
+"""Input-pipeline throughput: tf.data (translate/datasets/pipelines.py) vs a per-image NumPy/PIL baseline.
 
-Builds a small dataset in a temporary folder (synthetic anime faces from translate/synthetic.py,
+Builds a small dataset in a temporary folder (synthetic anime faces from translate/faces/synthetic.py,
 also registered as the photo domain for the CycleGAN pipeline), then measures, in the same run,
 with augmentation (286 -> 256 jitter, flip):
 
@@ -14,7 +14,7 @@ with augmentation (286 -> 256 jitter, flip):
 * baseline "numpy" of each: a straightforward per-image loop doing the same work: parse the
   record (protobuf), PIL decode + resize to 286, random crop, flip with the eye (and eye colour)
   swap, render the same layer the obvious way (a full-grid Gaussian per point, a distance field
-  per sketch segment: the look of translate/landmarks.py, checked below), colour planes + jitter
+  per sketch segment: the look of translate/datasets/landmarks.py, checked below), colour planes + jitter
   + noise, scale to [-1, 1]. Each tf.data figure is compared with the baseline of its condition
   (the batch-16 pipelines with the per-image loop: stacking a batch would only slow it down).
 
@@ -52,7 +52,7 @@ def _lowered(d, s):
 
 
 def render_numpy(points, mask, size):
-    """Straightforward NumPy rendering of translate.landmarks' layer."""
+    """Straightforward NumPy rendering of translate.datasets.landmarks' layer."""
     from translate.datasets import landmarks as L
     sp, sl = L.sigmas_px(size)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
@@ -239,7 +239,7 @@ def main():
         serialized = [r.numpy() for r in tf.data.TFRecordDataset(
             sorted(os.path.join(p2p, f) for f in os.listdir(p2p) if f.endswith(".tfrecord")))]
 
-        # Same rendering? The NumPy renderer against translate.landmarks on the records' points.
+        # Same rendering? The NumPy renderer against translate.datasets.landmarks on the records' points.
         diff = 0.0
         for s in serialized[:8]:
             ex = records.example_to_numpy(s)
@@ -288,7 +288,7 @@ def main():
     slowest = min(v[0] for k, v in res.items() if k.startswith("pix2pix"))
     heaviest_cpu = max(v[1] for k, v in res.items() if k.startswith("pix2pix"))
     headroom = slowest * TRAIN_STEP_S  # examples the pipeline makes during one batch-1 step
-    print(f"renderer max |diff|, NumPy vs translate.landmarks: {diff:.2g}")
+    print(f"renderer max |diff|, NumPy vs translate.datasets.landmarks: {diff:.2g}")
     for k in ratio:
         print(f"speed-up {k:24s} {ratio[k]:6.1f}x examples/s, {core_ratio[k]:5.1f}x less CPU per example")
     defaults = {k: v for k, v in ratio.items() if "_uncached" not in k}

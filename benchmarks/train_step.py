@@ -6,8 +6,8 @@ the 1x1 bottleneck), built separately for each variant from the same seed.
 
 * baseline: the TF pix2pix tutorial's step, untuned: plain tf.function, two GradientTapes,
   D called separately on the real and the fake pair, keras.optimizers.Adam x2.
-* ours: translate.training's step: one persistent tape, two D calls, and
-  translate.optimizers.FusedAdam (TF's fused ResourceApplyAdam kernel) x2; the networks with
+* ours: translate.training.pix2pix's step: one persistent tape, two D calls, and
+  translate.training.optimizers.FusedAdam (TF's fused ResourceApplyAdam kernel) x2; the networks with
   `fast_conv` (same weights): the U-Net's convs and transposed convs at <= 16 px as matmuls
   oriented to stream their 16-32 MB kernels once (layers.LowResConv2D / LowResConv2DTranspose;
   TF's conv kernels took 2-6x longer there), the PatchGAN's stride-1 convs as layers.FastConv2D.
@@ -31,7 +31,7 @@ CycleGAN (--model=cyclegan; 2 ResNet generators, 2 PatchGANs, junyanz sizes at 2
   plain tf.function, one persistent tape, 6 generator calls (fake, cycle, identity per
   direction), D called on the real and the fake image separately, LSGAN + 10 cycle + 5
   identity, keras.optimizers.Adam x4, keras Conv2D everywhere, no history pool.
-* ours: translate.cyclegan_family's step (which also runs the 50-image history pools, so one
+* ours: translate.training.cyclegan's step (which also runs the 50-image history pools, so one
   more D call per domain): layers.FastConv2D (gradients as forward convolutions), instance norm
   with its closed-form gradient, batched generator and D calls, FusedAdam x2 (one per pair of
   networks, as junyanz).

@@ -11,11 +11,11 @@ local discriminators per domain) from the same seed, at 256x256, batch 1, `--lig
   straightforward layers (CAM = re-weight twice, concat, 1x1 conv over 2C channels; AdaLIN /
   LIN = two separate normalisations mixed by rho; spectral norm always rescales the kernel;
   keras GroupNormalization for the encoder's instance norm), keras Conv2D everywhere, keras.optimizers.Adam x2 with PyTorch's weight decay added to the gradients.
-* ours: translate/ugatit_family.py: the same losses and update with batched real calls (each
+* ours: translate/training/ugatit.py: the same losses and update with batched real calls (each
   generator's translation + identity and each discriminator's real + fake in one call), the
   folded CAM conv, one-pass LIN/AdaLIN statistics, spectral norm scaling the smaller of kernel /
   output, layers.FastConv2D for stride-1 convs (gradients as forward convolutions), and
-  translate.optimizers.FusedAdam.
+  translate.training.optimizers.FusedAdam.
 * ours_xla: ours with the forward/backward XLA-compiled (the family's jit_compile option).
 
 Timing runs the variants round-robin in one process (`--rounds` x `--steps` after `--warmup`).

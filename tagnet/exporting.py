@@ -48,6 +48,11 @@ def versions(model_base: str) -> List[int]:
                   if VERSION_RE.match(d) and os.path.isdir(os.path.join(model_base, d)))
 
 
+def next_version(model_base: str) -> int:
+    """1 + the newest version under BASE/NAME (1 for a new BASE/NAME)."""
+    return max(versions(model_base), default=0) + 1
+
+
 def decode_image(data, size: int):
     """Encoded image bytes (scalar tf.string) -> float32 [size, size, 3] in [0, 255].
 
@@ -130,15 +135,14 @@ def export(model_path: str, export_dir: str, version: Optional[int] = None, veri
     """
     import tensorflow as tf
     from tagnet import model_dir, records
-    existing = versions(export_dir)
     if version is None:
-        version = (existing[-1] + 1) if existing else 1
+        version = next_version(export_dir)
     if version < 1:
         raise ExportError(f"--version must be a positive integer (got {version})")
     final = os.path.join(export_dir, str(version))
     if os.path.exists(final):
         raise ExportError(f"{final} already exists; pick another --version or leave it out "
-                          f"(next free: {(existing[-1] + 1) if existing else 1})")
+                          f"(next free: {next_version(export_dir)})")
     model, cfg = model_dir.load(model_path)
     src = cfg["model_dir"]
     thresholds = _thresholds(cfg, src)

@@ -20,11 +20,10 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from tagnet import records
+from tagnet.contract import BEST, LAST, MODEL_JSON, THRESHOLDS, WEIGHTS
 
 FORMAT_VERSION = 1
-CONFIG = "tagnet.json"
-WEIGHTS = "model.weights.h5"
-THRESHOLDS = "thresholds.json"
+CONFIG = MODEL_JSON
 
 
 class ModelDirError(ValueError):
@@ -67,7 +66,7 @@ def resolve(path: str) -> str:
         raise ModelDirError(f"model directory {path!r} does not exist")
     if os.path.isfile(os.path.join(path, CONFIG)) and os.path.isfile(os.path.join(path, WEIGHTS)):
         return path
-    for sub in ("best", "model"):
+    for sub in (BEST, LAST):
         p = os.path.join(path, sub)
         if os.path.isfile(os.path.join(p, CONFIG)) and os.path.isfile(os.path.join(p, WEIGHTS)):
             return p

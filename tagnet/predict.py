@@ -38,7 +38,7 @@ def main(argv):
         raise cli.TagnetError("--model_dir and --input are required")
     tagger = predicting.Tagger(FLAGS.model_dir, threshold=FLAGS.threshold, per_tag=FLAGS.per_tag,
                                top_k=FLAGS.top_k)
-    files = predicting.list_images(FLAGS.input)
+    files = predicting.input_files(FLAGS.input)
     print(f"{len(files)} image(s); {tagger.describe_threshold()}", file=sys.stderr)
     out = open(FLAGS.output, "w", encoding="utf-8") if FLAGS.output else sys.stdout
     n_bad = 0

@@ -11,15 +11,25 @@ from tagnet.build import IMAGE_EXTENSIONS, square_image
 from tagnet.cli import TagnetError
 
 
-def list_images(path: str) -> List[str]:
+def list_images(root: str) -> List[str]:
+    """Image files below `root` (recursive), as sorted paths relative to `root` (the twin of
+    translate.faces.images.list_images)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in filenames:
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+                found.append(os.path.relpath(os.path.join(dirpath, name), root))
+    return sorted(found)
+
+
+def input_files(path: str) -> List[str]:
+    """An image file, or the images below a folder (paths joined to it); TagnetError if none."""
     if os.path.isfile(path):
         return [path]
     if not os.path.isdir(path):
         raise TagnetError(f"--input {path!r} does not exist")
-    out = []
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        out += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    out = [os.path.join(path, rel) for rel in list_images(path)]
     if not out:
         raise TagnetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {path}")
     return out

@@ -19,10 +19,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from tagnet.contract import DATASET_JSON, TAGS_TXT, shard_names  # noqa: F401  (records.X for its readers)
+
 SCHEMA = "tagnet.tags"
 SCHEMA_VERSION = 1
-DATASET_JSON = "dataset.json"
-TAGS_TXT = "tags.txt"
 TASKS = ("multi_label", "single_label")
 
 # Feature keys.
@@ -69,10 +69,6 @@ def make_example(encoded: bytes, height: int, width: int, tags: Sequence[int], s
         SOURCE_ID: _bytes(str(source_id).encode("utf-8")),
         GROUP_ID: _bytes(str(group_id).encode("utf-8")),
     }))
-
-
-def shard_names(split: str, num_shards: int) -> List[str]:
-    return [f"{split}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
 
 
 def write_vocabulary(path: str, tags: Sequence[str], counts: Sequence[int]) -> None:

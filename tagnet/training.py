@@ -22,11 +22,12 @@ import numpy as np
 
 from tagnet import backbones, data, losses, metrics, model_dir, records
 from tagnet.cli import TagnetError
+from tagnet.contract import RUN_JSON
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "rmsprop", "adagrad", "adadelta", "ftrl", "nadam")
 DECAY_TYPES = ("fixed", "exponential", "polynomial", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-RUN_CONFIG = "run.json"
+RUN_CONFIG = RUN_JSON
 
 
 @dataclasses.dataclass

@@ -1,6 +1,6 @@
 """Builds leak-free sharded TFRecord datasets of face crops for pix2pix or CycleGAN.
 
-Reads detection JSONL files (one Face per line, with crops; see translate/faces.py), removes
+Reads detection JSONL files (one Face per line, with crops; see translate/faces/schema.py), removes
 near-duplicate crops, drops faces whose keypoints are implausible for their crop, splits train/test
 so that no group (character, person, near-duplicate cluster) is on both sides, and writes
 <output_dir>/{train,test}-<domain>-NNNNN-of-NNNNN.tfrecord plus dataset.json.

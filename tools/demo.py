@@ -235,7 +235,7 @@ def main(argv):
         print(f"  {domain}: {text}")
     if not FLAGS.data_dir:
         notes.append("Photos: scikit-image's astronaut and LFW-subset faces (25 px, shown scaled up). "
-                     "Anime: synthetic faces drawn by translate/synthetic.py, with exact keypoints.")
+                     "Anime: synthetic faces drawn by translate/faces/synthetic.py, with exact keypoints.")
 
     image_sections = []
     if FLAGS.train_steps and "anime" in jsonls and "photo" in inputs:

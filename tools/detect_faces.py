@@ -3,7 +3,7 @@
   python tools/detect_faces.py --input_dir=photos --domain=photo --output=out/faces.jsonl \
       --crops_dir=out/crops --crop_size=256 --num_workers=2
 
-One JSON line per usable face (schema in translate/faces.py), source paths relative to
+One JSON line per usable face (schema in translate/faces/schema.py), source paths relative to
 --input_dir. Unreadable files are reported and skipped. Lines are appended whole as each image
 finishes, so an interrupted run keeps everything done so far; `--resume` carries on from there.
 A summary (also written to OUTPUT.summary.json) counts images, faces, rejections by reason and

@@ -39,9 +39,8 @@ flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0,
                      "Threads running independent TF ops (0: TF's default), as in TF Serving.")
 flags.DEFINE_boolean("retain_freed_memory", True,
                      "Let malloc (glibc) keep freed memory for the next request instead of "
-                     "returning it to the OS after each one (measured: ~1,300 page faults and "
-                     "~4 ms of CPU per 224 px mobilenet_v2 request otherwise); the process keeps "
-                     "its peak memory.")
+                     "returning it to the OS after each one (what that costs per request: README.md, "
+                     "Export and serve); the process keeps its peak memory.")
 flags.DEFINE_boolean("server_timing", False,
                      "Add a Server-Timing header to :predict responses (read, queue, parse, model, "
                      "encode, back, in ms) to see where a request's time goes.")

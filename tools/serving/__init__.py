@@ -6,5 +6,5 @@
   pipeline.py    POST /v1/pipelines/photo2anime (detection + alignment + a translator)
 
 tools/serve.py is the absl entry point. Nothing here imports translate/ or tagnet/ at module
-level: the pipeline imports translate.photo2anime only when first used.
+level: the pipeline imports translate.inference.pipeline only when first used.
 """

@@ -1,7 +1,7 @@
 """POST /v1/pipelines/photo2anime: a photo in, the anime face of its best usable face out (PNG).
 
 Detection (MTCNN), the usability filter, alignment, keypoints and colours come from
-translate.photo2anime (imported on first use, so the server runs taggers without it); the
+translate.inference.pipeline (imported on first use, so the server runs taggers without it); the
 translator is any SavedModel under the model base path that follows translate/export.py's
 serving contract. The best-scoring usable face is translated; 422 when there is none.
 Query options as translate/translate.py's flags: hair / skin / eye colour overrides (#rrggbb),

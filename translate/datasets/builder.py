@@ -8,11 +8,11 @@ Library behind `tools/build_tfrecords.py` (plain arguments, no flags). Steps, in
    reason);
 4. read each crop, its perceptual hash and colour thumbnail (and those of its mirror image);
    collapse same-picture duplicates (`dup_distance`, `dup_min_corr`, `dup_max_color_diff`; see
-   translate/dedup.py);
+   translate/datasets/dedup.py);
 5. give each face a group: the `labels` CSV (character / person), else `group_regex` on the
    source file name, else the source picture; then union groups joined by near-duplicates
    (`group_distance`, `group_min_corr`), so no identity or near-copy can straddle the split;
-6. split each domain by group (`translate.splits`), seeded;
+6. split each domain by group (`translate.datasets.splits`), seeded;
 7. write shards under temporary names, rename them when all are complete, then dataset.json.
 
 Tasks are entries of `TASKS`: which face domains they keep and how a face becomes a record.
@@ -73,7 +73,7 @@ class Task:
 
 
 def face_record(entry: Entry):
-    """The face record of translate/records.py for one entry."""
+    """The face record of translate/datasets/records.py for one entry."""
     from translate.datasets import records  # imports TensorFlow: only when writing
     crop = entry.face.crop
     return records.make_example(
@@ -374,12 +374,63 @@ class _UnionFind:
 
 # ----------------------------------------------------------------------------- build
 def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
-    """Builds the dataset and returns the dataset.json content. Raises BuildError."""
+    """Builds the dataset and returns the dataset.json content. Raises BuildError.
+
+    The steps of the module docstring, in order; each returns what the next needs and adds its
+    counts to `rejects` (and the other dataset.json sections)."""
     task = _check_config(cfg)
-    entries = load_entries(cfg.inputs)
+    entries = load_entries(cfg.inputs)  # 1. read
     n_faces = len(entries)
     labels = read_labels(cfg.labels) if cfg.labels else None
+    entries, skipped = keep_task_domains(entries, task)
+    rejects: Counter = Counter()
+    entries = keep_faces_with_crops(entries, rejects)  # 2. crops
+    entries = keep_plausible_keypoints(entries, cfg.keypoint_filter, rejects)  # 3. keypoints
+    if not entries:
+        raise BuildError(f"no faces left after filtering ({n_faces} read; rejected: {dict(rejects) or 'none'}"
+                         f"; other domains skipped: {dict(skipped) or 'none'})")
+    for e in _progress(entries, len(entries), "reading crops", cfg.progress):
+        _read_crop(e)  # 4. hashes and thumbnails
+    entries, dup_report = remove_duplicates(entries, task, cfg)
+    rejects["duplicate"] = dup_report["removed"]
+    regexes = _group_regexes(cfg)
+    groups = assign_groups(entries, task, cfg, labels, regexes)  # 5. groups
+    split_of, shared = split_by_group(entries, task, cfg)  # 6. split
 
+    from translate.datasets import records  # TensorFlow is imported only once the inputs look right
+
+    info = _write(cfg, task, entries, split_of)  # 7. shards, then dataset.json
+    info.update({
+        "inputs": {"jsonl": [os.path.abspath(p) for p in cfg.inputs], "faces_read": n_faces,
+                   "other_domains_skipped": dict(skipped)},
+        "rejects": {k: int(v) for k, v in sorted(rejects.items())},
+        "duplicates": dup_report,
+        "groups": {
+            "source": "+".join([n for n, on in (("labels", labels is not None),
+                                                 ("group_regex", bool(regexes))) if on])
+                      or "source picture",
+            "largest": _largest_groups(entries, task.domains),
+            **groups,
+            "train": len({e.group for e in entries if split_of[e.index] == "train"}),
+            "test": len({e.group for e in entries if split_of[e.index] == "test"}),
+            "shared_between_splits": len(shared),
+        },
+        "split": {"test_fraction": cfg.test_fraction, "split_by": cfg.split_by, "seed": cfg.seed,
+                  "dup_distance": cfg.dup_distance, "dup_min_corr": cfg.dup_min_corr,
+                  "dup_max_color_diff": cfg.dup_max_color_diff,
+                  "group_distance": cfg.group_distance, "group_min_corr": cfg.group_min_corr},
+        "keypoint_filter": dataclasses.asdict(cfg.keypoint_filter),
+        "command": cfg.command,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+    records.write_info(cfg.output_dir, info)
+    for line in summary(info):
+        log(line)
+    return records.read_info(cfg.output_dir)
+
+
+def keep_task_domains(entries: List[Entry], task: Task) -> Tuple[List[Entry], Counter]:
+    """Step 1: the faces of the task's domains, and the count of the others by domain."""
     found = Counter(e.face.domain for e in entries)
     skipped = Counter({d: n for d, n in found.items() if d not in task.domains})
     entries = [e for e in entries if e.face.domain in task.domains]
@@ -387,8 +438,11 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
         if not any(e.face.domain == d for e in entries):
             raise BuildError(f"task {task.name} needs {d} faces, but the inputs hold none "
                              f"(domains found: {dict(found)})")
+    return entries, skipped
 
-    rejects: Counter = Counter()
+
+def keep_faces_with_crops(entries: List[Entry], rejects: Counter) -> List[Entry]:
+    """Step 2: faces without a crop are rejected; a crop file missing on disk is an error."""
     kept: List[Entry] = []
     for e in entries:
         if e.face.crop is None:
@@ -400,22 +454,25 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         raise BuildError(f"{len(missing)} crop file(s) named in the JSONL are missing on disk: "
                          f"{', '.join(missing[:5])}{more}")
-    entries, kept = kept, []
+    return kept
+
+
+def keep_plausible_keypoints(entries: List[Entry], keypoint_filter: "KeypointFilter",
+                             rejects: Counter) -> List[Entry]:
+    """Step 3: faces whose keypoints are implausible for their crop are rejected, by reason."""
+    kept: List[Entry] = []
     for e in entries:
-        reason = cfg.keypoint_filter.check(e.face.crop.points, float(e.face.crop.size), e.face.domain)
+        reason = keypoint_filter.check(e.face.crop.points, float(e.face.crop.size), e.face.domain)
         if reason:
             rejects[reason] += 1
         else:
             kept.append(e)
-    entries = kept
-    if not entries:
-        raise BuildError(f"no faces left after filtering ({n_faces} read; rejected: {dict(rejects) or 'none'}"
-                         f"; other domains skipped: {dict(skipped) or 'none'})")
+    return kept
 
-    for e in _progress(entries, len(entries), "reading crops", cfg.progress):
-        _read_crop(e)
 
-    # Same-picture duplicates collapse to one (the largest crop, then the first read).
+def remove_duplicates(entries: List[Entry], task: Task, cfg: BuildConfig) -> Tuple[List[Entry], dict]:
+    """Step 4: same-picture duplicates collapse to one (the largest crop, then the first read).
+    Returns the kept entries in input order and the dataset.json `duplicates` report."""
     dup_report = {"removed": 0, "clusters": 0, "examples": []}
     kept = []
     for d in task.domains:
@@ -433,13 +490,14 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
                 if len(dup_report["examples"]) < 20:
                     dup_report["examples"].append(
                         {"kept": best.face.crop.path, "dropped": [m.face.crop.path for m in members if m is not best]})
-    rejects["duplicate"] = dup_report["removed"]
-    entries = sorted(kept, key=lambda e: e.index)
+    return sorted(kept, key=lambda e: e.index), dup_report
 
-    # Groups: identity (labels / regex / source picture) united with near-duplicate clusters.
+
+def assign_groups(entries: List[Entry], task: Task, cfg: BuildConfig, labels, regexes) -> dict:
+    """Step 5: sets each entry's group: identity (labels / regex / source picture) united with
+    near-duplicate clusters. Returns the counts for dataset.json's `groups`."""
     uf = _UnionFind()
     unlabelled = 0
-    regexes = _group_regexes(cfg)
     for e in entries:
         g = None
         if labels is not None:
@@ -468,8 +526,12 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
                 first[lab] = e
     for e in entries:
         e.group = uf.find(e.group)
+    return {"unlabelled": unlabelled, "near_duplicate_merges": near_links}
 
-    # Split each domain separately, so each domain gets its test share.
+
+def split_by_group(entries: List[Entry], task: Task, cfg: BuildConfig) -> Tuple[Dict[int, str], set]:
+    """Step 6: each domain split separately (so each gets its test share), whole groups to one
+    side. Returns {entry index: split} and the groups on both sides (none with split_by=group)."""
     split_of: Dict[int, str] = {}
     for d in task.domains:
         dom = [e for e in entries if e.face.domain == d]
@@ -479,38 +541,7 @@ def build(cfg: BuildConfig, log: Callable[[str], None] = print) -> dict:
     shared = splits.shared_groups([e.group for e in entries], [split_of[e.index] for e in entries])
     if cfg.split_by == "group" and shared:  # cannot happen; guard the invariant anyway
         raise BuildError(f"internal error: groups on both sides of the split: {sorted(shared)[:5]}")
-
-    from translate.datasets import records  # TensorFlow is imported only once the inputs look right
-
-    info = _write(cfg, task, entries, split_of)
-    info.update({
-        "inputs": {"jsonl": [os.path.abspath(p) for p in cfg.inputs], "faces_read": n_faces,
-                   "other_domains_skipped": dict(skipped)},
-        "rejects": {k: int(v) for k, v in sorted(rejects.items())},
-        "duplicates": dup_report,
-        "groups": {
-            "source": "+".join([n for n, on in (("labels", labels is not None),
-                                                 ("group_regex", bool(regexes))) if on])
-                      or "source picture",
-            "largest": _largest_groups(entries, task.domains),
-            "unlabelled": unlabelled,
-            "near_duplicate_merges": near_links,
-            "train": len({e.group for e in entries if split_of[e.index] == "train"}),
-            "test": len({e.group for e in entries if split_of[e.index] == "test"}),
-            "shared_between_splits": len(shared),
-        },
-        "split": {"test_fraction": cfg.test_fraction, "split_by": cfg.split_by, "seed": cfg.seed,
-                  "dup_distance": cfg.dup_distance, "dup_min_corr": cfg.dup_min_corr,
-                  "dup_max_color_diff": cfg.dup_max_color_diff,
-                  "group_distance": cfg.group_distance, "group_min_corr": cfg.group_min_corr},
-        "keypoint_filter": dataclasses.asdict(cfg.keypoint_filter),
-        "command": cfg.command,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    })
-    records.write_info(cfg.output_dir, info)
-    for line in summary(info):
-        log(line)
-    return records.read_info(cfg.output_dir)
+    return split_of, shared
 
 
 def _write(cfg: BuildConfig, task: Task, entries: List[Entry], split_of: Dict[int, str]) -> dict:

@@ -68,7 +68,7 @@ def sigmas_px(size: int, point_sigma: float = POINT_SIGMA, line_sigma: float = L
 def render(points, mask, size: int, point_sigma: float = POINT_SIGMA, line_sigma: float = LINE_SIGMA,
            lines: bool = True) -> tf.Tensor:
     """Renders landmark layers (a graph function: fast eagerly, no XLA compile; the tf.data
-    pipelines compile `render_graph` with XLA instead, see translate/data.py).
+    pipelines compile `render_graph` with XLA instead, see translate/datasets/pipelines.py).
 
     Args:
       points: float [..., 5, 2] normalised (x, y) in POINT_NAMES order.

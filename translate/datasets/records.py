@@ -1,7 +1,7 @@
 """The Face record contract: one `tf.train.Example` per aligned face crop, and `dataset.json`.
 
-Both the writer (`translate/builder.py`, `tools/build_tfrecords.py`) and the readers
-(`translate/data.py`) import this module; nothing else knows the feature keys.
+Both the writer (`translate/datasets/builder.py`, `tools/build_tfrecords.py`) and the readers
+(`translate/datasets/pipelines.py`) import this module; nothing else knows the feature keys.
 
 Features of one example:
 

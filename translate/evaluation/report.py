@@ -1,7 +1,7 @@
 """Evaluation of trained runs on one split of a face-record dataset: metrics as a JSON dict,
 image grids and one comparison table as an HTML page.
 
-Which evaluation runs follows the run's networks (from `translate.loading`):
+Which evaluation runs follows the run's networks (from `translate.inference.loading`):
 
 The paired evaluation: translate/evaluation/paired.py; the unpaired one: unpaired.py.
 """

@@ -1,4 +1,4 @@
-"""Face detectors for both domains, each returning `translate.faces.Face` records.
+"""Face detectors for both domains, each returning `translate.faces.schema.Face` records.
 
 - Photos: MTCNN (the `mtcnn` package, weights inside the package). It gives eyes, nose and the two
   mouth corners; the mouth point is their midpoint. MTCNN has no chin: it stays missing unless
@@ -9,7 +9,7 @@
   likelihood). It misses many tightly cropped faces, so the image is first framed by a white
   border and rescaled (see `AnimeFaceDetector`); points are mapped back to the original image.
   animeface's "left eye" is the character's left (image right): eyes are re-assigned by x here.
-- Colours for both domains come from `translate.colors` (measured around the keypoints), not from
+- Colours for both domains come from `translate.faces.colors` (measured around the keypoints), not from
   animeface, whose colours change from call to call for the same image.
 """
 from __future__ import annotations

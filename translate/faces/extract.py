@@ -1,7 +1,7 @@
 """One image in, usable faces (and optionally their aligned crops) out.
 
 This is the unit of work of `tools/detect_faces.py`: read the image, detect, filter with
-`translate.quality`, align and save crops. It never raises on a bad file: the result says what
+`translate.faces.quality`, align and save crops. It never raises on a bad file: the result says what
 happened, so a run over a messy folder always finishes.
 """
 from __future__ import annotations

@@ -10,17 +10,17 @@ inputs batch-first, a model takes only the inputs it needs, see `input_names`):
 
 * ``serving_default`` inputs:
     - ``image``: tf.string [B], an encoded JPEG/PNG aligned face crop (CycleGAN / UGATIT; aligned
-      like the training photos, `translate.align.GEOMETRY`); decoded, resized to the model's size
+      like the training photos, `translate.faces.align.GEOMETRY`); decoded, resized to the model's size
       and scaled to [-1, 1] in the graph;
     - ``keypoints``: float32 [B, 5, 2], (x, y) in [0, 1] over the crop (pixel centres at
-      (i + 0.5) / size), `translate.faces.POINT_NAMES` order; ``point_mask``: float32 [B, 5]
+      (i + 0.5) / size), `translate.faces.schema.POINT_NAMES` order; ``point_mask``: float32 [B, 5]
       (pix2pix, and CycleGAN / UGATIT runs with the landmark channel); the landmark layer is
       rendered in the graph;
     - ``colors``: float32 [B, 4, 3] in [0, 1], hair / skin / left_eye / right_eye;
       ``color_mask``: float32 [B, 4] (pix2pix colour conditions);
     - ``seed``: int64 [B] (pix2pix ``keypoints_colors_noise`` only): draws that condition's
       colour jitter and noise plane (stateless seed (seed, 0) into
-      `translate.data.pix2pix_condition`), so the same seed gives the same condition.
+      `translate.datasets.pipelines.pix2pix_condition`), so the same seed gives the same condition.
   outputs: ``image_bytes``: tf.string [B] PNG bytes of the translated face (TF Serving's REST API
   base64-encodes outputs whose name ends in ``_bytes``); ``image_size``: int32 [B]
   (the side of the output, repeated per example so every output is batch-first).
@@ -59,7 +59,7 @@ OUTPUT_RAW = "output"
 INPUT_ORDER = (IMAGE, KEYPOINTS, POINT_MASK, COLORS, COLOR_MASK, SEED)
 
 DIRECTIONS = ("photo2anime", "anime2photo")
-# Inference network of each (family, direction), by checkpoint name (translate.loading).
+# Inference network of each (family, direction), by checkpoint name (translate.inference.loading).
 PIX2PIX_GENERATOR = "generator"
 UNPAIRED_GENERATORS = {"photo2anime": "generator_ab", "anime2photo": "generator_ba"}
 METADATA_FILE = os.path.join("assets.extra", "translator.json")
@@ -139,7 +139,7 @@ def seed_states(model: keras.Model) -> list:
 class TranslatorModule(tf.Module):
     """The serving graph of one translator: inputs by contract name -> generator -> image.
 
-    Also the in-process path of the photo -> anime CLI (`translate.photo2anime.Runner` calls
+    Also the in-process path of the photo -> anime CLI (`translate.inference.pipeline.Runner` calls
     `predict_raw`), so the CLI, the server and the SavedModel run the same graph.
     """
 
@@ -220,7 +220,7 @@ class TranslatorModule(tf.Module):
 
 def build_module(translator, direction: str = "photo2anime",
                  inference_dropout: bool = True) -> TranslatorModule:
-    """The serving module of a `translate.loading.Translator`. Without `inference_dropout` the
+    """The serving module of a `translate.inference.loading.Translator`. Without `inference_dropout` the
     generator's dropout layers are switched off (mutates the loaded generator)."""
     name = generator_name(translator.model, direction)
     if name not in translator.networks:
@@ -233,10 +233,17 @@ def build_module(translator, direction: str = "photo2anime",
 
 
 # ----------------------------------------------------------------------------- writing
-def next_version(base: str) -> int:
-    """1 + the largest integer folder name under base (1 for a new base)."""
-    versions = [int(d) for d in os.listdir(base) if re.fullmatch(r"\d+", d)] if os.path.isdir(base) else []
-    return max(versions, default=0) + 1
+def versions(model_base: str) -> List[int]:
+    """Integer version folders under BASE/NAME (hidden temporary folders are not versions)."""
+    if not os.path.isdir(model_base):
+        return []
+    return sorted(int(d) for d in os.listdir(model_base)
+                  if re.fullmatch(r"\d+", d) and os.path.isdir(os.path.join(model_base, d)))
+
+
+def next_version(model_base: str) -> int:
+    """1 + the newest version under BASE/NAME (1 for a new BASE/NAME)."""
+    return max(versions(model_base), default=0) + 1
 
 
 def write_saved_model(module: TranslatorModule, export_base: str, metadata: Optional[dict] = None) -> str:

@@ -4,13 +4,13 @@ Used by the CLI (`translate/translate.py`) and the HTTP pipeline endpoint (`tool
 
 * `prepare_faces(rgb, image_size)` -> [PreparedFace]: MTCNN detection (with an estimated chin:
   the anime faces pix2pix learns from all have one), the usability filter
-  (`translate.quality`), alignment (`translate.align`, photo crop geometry), keypoints
-  normalised over the crop and colours measured on the photo (`translate.colors`, as the
+  (`translate.faces.quality`), alignment (`translate.faces.align`, photo crop geometry), keypoints
+  normalised over the crop and colours measured on the photo (`translate.faces.colors`, as the
   detection CLI records them) unless overridden.
 * `serving_inputs(faces, names)` -> the numpy batch of an exported translator's signature
   (`translate.export`'s contract).
 * `Runner(translator)`: the same graph as the export (`export.TranslatorModule.predict_raw`) on a
-  loaded `translate.loading.Translator`, returning uint8 faces.
+  loaded `translate.inference.loading.Translator`, returning uint8 faces.
 """
 from __future__ import annotations
 
@@ -195,7 +195,7 @@ def to_uint8(images) -> np.ndarray:
 
 
 class Runner:
-    """Runs a loaded translator (`translate.loading.load`) on prepared faces, in process, through
+    """Runs a loaded translator (`translate.inference.loading.load`) on prepared faces, in process, through
     the export's serving graph (`predict_raw`)."""
 
     def __init__(self, translator, direction: str = "photo2anime", inference_dropout: bool = True,

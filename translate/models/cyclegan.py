@@ -8,7 +8,7 @@ their bias, so the parameter counts are junyanz's: 11,378,179 for ResNet-9 at ng
 and above, 6 below. Up-sampling is the published stride-2 transposed conv; `upsample="resize"`
 (nearest x2 + reflection pad + 3x3 conv) is the usual fix for checkerboard artefacts.
 
-Landmark variants (the layer is the input's last channel, translate.data.cyclegan_dataset):
+Landmark variants (the layer is the input's last channel, translate.datasets.pipelines.cyclegan_dataset):
 
 * ``landmark_channel``: G takes RGB + layer (4 channels) and outputs RGB; the cycle maps back
   with the source's layer. The discriminators see RGB only. A D shown the layer would be

@@ -1,4 +1,4 @@
-"""Layers shared by the translation networks (pix2pix now; CycleGAN / UGATIT later).
+"""Layers shared by the translation networks (pix2pix, CycleGAN, UGATIT).
 
 No tensorflow-addons: instance norm is GroupNormalization with one group per channel, and
 reflection padding is a thin layer over tf.pad. Weights start from N(0, 0.02) as in pix2pix /

@@ -9,7 +9,7 @@
 * Multi-worker: every replica must save (collectives); non-chiefs write to a scratch folder that
   is removed at the end, and only the chief writes summaries.
 
-Subclasses (translate.training.Pix2PixTrainer, translate.unpaired_training.UnpairedTrainer) call
+Subclasses (translate.training.pix2pix.Pix2PixTrainer, translate.training.unpaired.UnpairedTrainer) call
 `_setup` from their constructor and provide the hooks listed in GanTrainer.
 """
 from __future__ import annotations

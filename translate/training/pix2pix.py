@@ -1,6 +1,6 @@
-"""pix2pix training: its networks, optimizers and step on translate.gan_trainer's loop.
+"""pix2pix training: its networks, optimizers and step on translate.training.loop's loop.
 
-* Resume, signals, strategies, summaries and checkpoints: translate.gan_trainer. The step is
+* Resume, signals, strategies, summaries and checkpoints: translate.training.loop. The step is
   the generator optimizer's `iterations`; the lr a linear-decay schedule of it.
 * The step: one forward pass and one (persistent) tape give both nets' gradients; G and D are
   updated simultaneously as in the TF tutorial. Both Adams are `optimizers.FusedAdam` (TF's

@@ -1,4 +1,4 @@
-"""UGATIT in the unpaired trainer (translate.unpaired_training): networks, optimizers, the step.
+"""UGATIT in the unpaired trainer (translate.training.unpaired): networks, optimizers, the step.
 
 The step (`replica_step`) makes one forward pass and one persistent tape for both updates, as
 the pix2pix and CycleGAN steps: G and D are updated simultaneously from the same forward pass
@@ -14,7 +14,7 @@ Losses (weights adversarial 1, cycle 10, identity 10, CAM 1000): LSGAN on the pa
 the CAM logits of the global and local discriminators of each domain, L1 cycle and identity, and
 the generator's CAM BCE (G_ab's CAM says "source domain" (1) on photos, "not" (0) on anime).
 Weight decay 1e-4 is PyTorch's Adam `weight_decay` (L2 added to every gradient, all variables);
-Adam(lr 1e-4, 0.5, 0.999) is the fused kernel (translate.optimizers). rho is clipped to [0, 1]
+Adam(lr 1e-4, 0.5, 0.999) is the fused kernel (translate.training.optimizers). rho is clipped to [0, 1]
 after every update by the variables' constraint, applied by the optimizer.
 
 With the landmark channel (`landmark_channel`) generators take RGB + layer and output RGB; the

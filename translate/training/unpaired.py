@@ -1,10 +1,10 @@
 """Unpaired (photo <-> anime) training: one trainer, pluggable model "families" (CycleGAN, UGATIT).
 
 The trainer owns everything that is not the model: flags.json, the input stream
-(translate.data.cyclegan_dataset, repeated, reseeded on resume) and the image grids
+(translate.datasets.pipelines.cyclegan_dataset, repeated, reseeded on resume) and the image grids
 (A | A->B | A->B->A and B | B->A | B->A->B on fixed test examples); the rest (strategy,
 checkpoints and resume, SIGINT/SIGTERM, the tf.function step around the family's
-`replica_step`, TensorBoard scalars, progress) is translate.gan_trainer's, shared with pix2pix.
+`replica_step`, TensorBoard scalars, progress) is translate.training.loop's, shared with pix2pix.
 
 A family owns its networks, optimizers, losses and step. The contract (see `Family`):
 
@@ -12,7 +12,7 @@ A family owns its networks, optimizers, losses and step. The contract (see `Fami
   called inside `strategy.scope()` (so variables are mirrored); `in_channels` is 3, or 4 with
   `cfg.landmark_channel` (RGB + the rendered landmark layer as the last channel).
 * `checkpoint_objects()` -> {name: trackable}: everything to save (networks, optimizers, history
-  pools...). The inference generators must use the names the family's `translate.loading`
+  pools...). The inference generators must use the names the family's `translate.inference.loading`
   builder returns (e.g. "generator_ab" = photo -> anime, "generator_ba" = anime -> photo).
 * `replica_step(photo, anime)` -> {name: scalar}: one update on one replica's batch, losses
   already scaled by the GLOBAL batch (tf.nn.compute_average_loss(..., global_batch_size=
@@ -158,7 +158,7 @@ def _grid(a: tf.Tensor, ab: tf.Tensor, aba: tf.Tensor) -> tf.Tensor:
 
 class UnpairedTrainer(GanTrainer):
     """Builds the run described by an UnpairedConfig (checking train_dir first); `run()` trains
-    (translate.gan_trainer's loop around the family's replica step)."""
+    (translate.training.loop's loop around the family's replica step)."""
 
     def __init__(self, cfg: UnpairedConfig, log: Callable[[str], None] = print):
         from translate import run_config

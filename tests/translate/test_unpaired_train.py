@@ -11,14 +11,14 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from test_data_helpers import make_faces  # noqa: E402
+from tests.helpers import make_faces  # noqa: E402
 from translate import run_config  # noqa: E402
 from translate.datasets import builder, pipelines as data
 from translate.inference import loading
 from translate.training import unpaired as unpaired_training
 from translate.training.pix2pix import ConfigError  # noqa: E402
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 S = 32
 TINY = dict(ngf=4, ndf=4, n_blocks=1, pool_size=3)
 

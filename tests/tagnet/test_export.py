@@ -13,8 +13,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from tagnet import backbones, exporting as export, model_dir  # noqa: E402
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
 S = 32
 TAGS = ["red", "blue", "circle", "square", "stripes"]

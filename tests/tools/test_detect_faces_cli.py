@@ -10,8 +10,8 @@ from PIL import Image
 
 from translate.faces.schema import read_faces
 from translate.faces.synthetic import render_face
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, "tools", "detect_faces.py")
 
 

@@ -7,7 +7,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from test_data_helpers import MARK_COLORS, face_image, make_faces  # noqa: E402
+from tests.helpers import MARK_COLORS, face_image, make_faces  # noqa: E402
 from translate.datasets import builder, pipelines as data, landmarks, records  # noqa: E402
 from translate.faces.schema import POINT_NAMES  # noqa: E402
 

@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from test_data_helpers import make_faces, reencode_jpeg  # noqa: E402
+from tests.helpers import make_faces, reencode_jpeg  # noqa: E402
 from translate.datasets import builder, dedup, records, splits  # noqa: E402
 from translate.faces.schema import Crop, Face  # noqa: E402
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cfg(tmp_path, inputs, task="pix2pix", **kw):

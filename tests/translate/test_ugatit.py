@@ -6,7 +6,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
-from test_data_helpers import make_faces  # noqa: E402
+from tests.helpers import make_faces  # noqa: E402
 from translate.datasets import builder  # noqa: E402
 from translate.inference import loading
 from translate.training import optimizers

@@ -13,7 +13,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from conftest import ROOT  # noqa: E402
+from tests.helpers import ROOT_PATH as ROOT  # noqa: E402
 from translate.datasets import builder, pipelines as data, records  # noqa: E402
 from translate.faces.schema import read_faces  # noqa: E402
 

@@ -17,8 +17,8 @@ from translate import run_config  # noqa: E402
 from translate.datasets import builder, records
 from translate.training import optimizers, schedules, pix2pix as training
 from translate.faces import synthetic
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 S = 32
 
 

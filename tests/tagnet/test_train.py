@@ -12,8 +12,8 @@ import pytest
 
 from tagnet import build, model_dir, predicting, records, synthetic, training
 from tagnet.cli import TagnetError
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 

@@ -1,4 +1,4 @@
-"""Photo -> anime: translate.photo2anime (prepare, serving inputs, in-process runner) and the
+"""Photo -> anime: translate.inference.pipeline (prepare, serving inputs, in-process runner) and the
 translate/translate.py CLI on a scikit-image photo with a just-trained tiny pix2pix run.
 
 The CLI run that loads TensorFlow starts in the background before the in-process tests and is
@@ -15,11 +15,11 @@ skdata = pytest.importorskip("skimage.data")
 
 from PIL import Image  # noqa: E402
 
-from test_export import trained_run  # noqa: E402  (the shared 2-step pix2pix run)
+from tests.translate.test_export import trained_run  # noqa: E402  (the shared 2-step pix2pix run)
 from translate.datasets import pipelines as data  # noqa: E402
 from translate.inference import export, loading, pipeline as photo2anime
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = os.path.join(ROOT, "translate", "translate.py")
 S = 32
 

@@ -12,7 +12,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from test_data_helpers import MARK_COLORS, make_faces  # noqa: E402
+from tests.helpers import MARK_COLORS, make_faces  # noqa: E402
 from translate.datasets import builder  # noqa: E402
 from translate.evaluation import common, paired, report
 from translate.models import registry
@@ -20,8 +20,8 @@ from translate.inference import loading
 from translate.faces import synthetic
 from translate.training import pix2pix as training
 from translate.faces.schema import POINT_NAMES  # noqa: E402
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 S = 32
 
 

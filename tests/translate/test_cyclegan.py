@@ -6,7 +6,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from conftest import assert_layers_agree  # noqa: E402
+from tests.helpers import assert_layers_agree  # noqa: E402
 from translate.models import cyclegan, layers, registry  # noqa: E402
 
 S = 32

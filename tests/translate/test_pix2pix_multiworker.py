@@ -12,8 +12,8 @@ tf = pytest.importorskip("tensorflow")
 
 from translate.datasets import builder  # noqa: E402
 from translate.faces import synthetic
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _free_port():

@@ -14,10 +14,11 @@ tf = pytest.importorskip("tensorflow")
 from translate.datasets import builder, pipelines as data, landmarks  # noqa: E402
 from translate.inference import export, loading
 from translate.faces import synthetic
+from translate.models import registry
 from translate.training import pix2pix as training
+from tests.helpers import ROOT
 
 S = 32
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Runs in a fresh interpreter (-I: no PYTHONPATH, no user site, cwd a temp folder), with any
 # import of the project refused, so the SavedModel must stand alone.
@@ -186,7 +187,7 @@ def test_cyclegan_landmark_run_serves_encoded_images(tmp_path):
     train_dir = tmp_path / "cg"
     train_dir.mkdir()
     (train_dir / "flags.json").write_text(json.dumps(flags))
-    nets = loading.BUILDERS["cyclegan"](flags)
+    nets = registry.build_inference(flags)
     tf.train.Checkpoint(**nets).save(str(train_dir / "ckpt"))
     module = export.build_module(loading.load(str(train_dir)), "photo2anime")
     assert module.input_names == ["image", "keypoints", "point_mask"]

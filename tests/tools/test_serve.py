@@ -23,15 +23,12 @@ tf = pytest.importorskip("tensorflow")
 pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
 from tagnet import exporting as tagnet_export  # noqa: E402
-from test_tagnet_export import S, TAGS, THRESHOLDS, encode, make_tagger, sigmoid  # noqa: E402
+from tests.tagnet.test_export import S, TAGS, THRESHOLDS, encode, make_tagger, sigmoid  # noqa: E402
 from tools.serving.app import Server, build_app, listen_socket  # noqa: E402
 from tools.serving.pipeline import Photo2Anime  # noqa: E402
 from tools.serving.repository import Repository  # noqa: E402
+from tests.helpers import ROOT
 
 MAX_BODY = 1 << 20
 MAX_PIXELS = 300_000

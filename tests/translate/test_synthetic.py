@@ -9,8 +9,8 @@ import pytest
 
 from translate.faces import synthetic
 from translate.faces.schema import read_faces
+from tests.helpers import ROOT_PATH as ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 SEEDS = range(12)
 
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from tests.helpers import ROOT_PATH as ROOT
 from translate.faces import quality
 from translate.faces.detect import AnimeFaceDetector, MtcnnDetector
 from translate.faces.images import load_rgb

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from tagnet import build, data, records
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _img(path, colour, size=(40, 20), mode="RGB"):

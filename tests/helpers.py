@@ -1,4 +1,5 @@
-"""Tiny face crops + JSONL for the records / data tests (no test functions here).
+"""What tests share besides fixtures (those are in conftest.py): the checkout's path, a layer
+comparison, and tiny face crops + JSONL for the records / data tests. No test functions here.
 
 Each crop is a smooth random colour field (distinct perceptual hashes) with small coloured squares
 drawn at the keypoints, so tests can find where the pixels of each point went.
@@ -7,12 +8,16 @@ from __future__ import annotations
 
 import io
 import os
+import pathlib
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
 from translate.faces.schema import Crop, Face
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout
+ROOT_PATH = pathlib.Path(ROOT)
 
 MARK_COLORS = {  # squares painted at the points (RGB)
     "left_eye": (255, 0, 0),
@@ -73,3 +78,28 @@ def reencode_jpeg(src: str, dst: str, quality: int = 75) -> None:
     Image.open(src).convert("RGB").save(buf, format="JPEG", quality=quality)
     with open(dst, "wb") as f:
         f.write(buf.getvalue())
+
+
+def assert_layers_agree(ref, fast, x, atol: float = 1e-5):
+    """`fast` (built like `ref`, given ref's weights here) computes ref's output and gradients
+    (input and weights) of a nonlinear loss; float32 sums in another order: error ~ scale."""
+    import numpy as np
+    import tensorflow as tf
+
+    for layer in (ref, fast):
+        if not layer.built:
+            layer.build(x.shape)
+    fast.set_weights(ref.get_weights())
+
+    @tf.function
+    def grads(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.cos(3.0 * y))
+        return [y] + tape.gradient(loss, [x] + layer.trainable_variables)
+
+    for want, got in zip(grads(ref), grads(fast)):
+        want = want.numpy()
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=atol * max(1.0, np.abs(want).max()))

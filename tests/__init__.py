@@ -1,0 +1,1 @@
+"""Tests by package: translate/, tagnet/, tools/ (helpers.py: shared test data)."""

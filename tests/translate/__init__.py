@@ -1,0 +1,1 @@
+"""Tests of translate/ (face data, datasets, models, training, evaluation, inference, its CLIs)."""
