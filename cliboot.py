@@ -26,7 +26,8 @@ Importing it does two things, and nothing else:
    goes to TF_CPP_MIN_LOG_LEVEL for later messages (a value in the environment wins). Numerics
    are untouched: oneDNN stays on.
 
-`run` is absl's app.run plus what every CLI of the project shares: `--help` exits 0; deprecated
+`run` is absl's app.run plus what every CLI of the project shares: `--help` exits 0; arguments
+that are not flags are an error; deprecated
 flag names are accepted, rewritten to their new names with a one-line notice on stderr; absl
 logging stays at WARNING unless --verbosity is given; the exceptions in `errors` print one line
 `error: ...` and exit with status 1; Ctrl-C prints "interrupted" and exits with status 130.
@@ -210,6 +211,9 @@ def run(main: Callable, argv: Optional[Sequence[str]] = None, *, errors: Errors 
     def wrapped(args):
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)  # no INFO lines from TF's Python side
+        if len(args) > 1:  # every input is a flag
+            print(f"error: unexpected arguments: {' '.join(args[1:])}", file=sys.stderr, flush=True)
+            sys.exit(1)
         try:
             return main(args)
         except KeyboardInterrupt:

@@ -47,8 +47,6 @@ flags.DEFINE_boolean("progress", True, "Show progress bars.")
 
 def main(argv):
     from tagnet import build
-    if len(argv) > 1:
-        raise cli.TagnetError(f"unexpected arguments: {' '.join(argv[1:])}")
     sources = [n for n in ("csv", "class_dir", "danbooru_metadata") if FLAGS[n].value]
     if len(sources) != 1:
         raise cli.TagnetError("give exactly one source: --csv, --class_dir or --danbooru_metadata")

@@ -44,8 +44,6 @@ def _print(title, res):
 def main(argv):
     import numpy as np
     from tagnet import evaluation, metrics, model_dir, records
-    if len(argv) > 1:
-        raise cli.TagnetError(f"unexpected arguments: {' '.join(argv[1:])}")
     out = {}
     cfg = None
     if not FLAGS.baseline_only:

@@ -21,27 +21,17 @@ flags.DEFINE_integer("version", None, "Version number (default: one more than th
 flags.DEFINE_boolean("verify", True, "Reload the export and compare with the Keras model first.")
 
 
-def fail(message: str) -> None:
-    """Usage errors: one line and exit 1, without importing TensorFlow first."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
 def main(argv):
-    if len(argv) > 1:
-        fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.model_dir or not FLAGS.export_dir:
-        fail("--model_dir and --export_dir are required")
+        raise cli.TagnetError("--model_dir and --export_dir are required")
     from tagnet import exporting
     try:
         path = exporting.export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.version,
                                 verify=FLAGS.verify, log=lambda m: print(m, file=sys.stderr))
     except KeyboardInterrupt:  # the temporary folder is already removed
-        fail("interrupted; nothing was published")
-    except Exception as e:  # noqa: BLE001 - user errors in one line, anything else as usual
-        if isinstance(e, cli.user_errors() + (exporting.ExportError,)):
-            fail(str(e))
-        raise
+        raise cli.TagnetError("interrupted; nothing was published") from None
+    except exporting.ExportError as e:
+        raise cli.TagnetError(str(e)) from None
     print(path)
 
 

@@ -32,8 +32,6 @@ flags.DEFINE_boolean("progress", True, "Progress bar (when writing to --output).
 
 def main(argv):
     from tagnet import predicting
-    if len(argv) > 1:
-        raise cli.TagnetError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.model_dir or not FLAGS.input:
         raise cli.TagnetError("--model_dir and --input are required")
     tagger = predicting.Tagger(FLAGS.model_dir, threshold=FLAGS.threshold, per_tag=FLAGS.per_tag,

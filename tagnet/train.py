@@ -73,8 +73,6 @@ flags.DEFINE_boolean("progress", True, "Progress bar (otherwise log lines).")
 
 def main(argv):
     from tagnet import training
-    if len(argv) > 1:
-        raise cli.TagnetError(f"unexpected arguments: {' '.join(argv[1:])}")
     for name in ("dataset_dir", "train_dir"):
         if not FLAGS[name].value:
             raise cli.TagnetError(f"--{name} is required")

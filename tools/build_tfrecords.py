@@ -25,7 +25,7 @@ import os
 import shlex
 import sys
 
-from absl import app, flags
+from absl import flags
 
 
 def _tags_task(argv) -> bool:
@@ -93,8 +93,6 @@ def _fail(msg: str) -> None:
     sys.exit(1)
 
 def main(argv):
-    if len(argv) > 1:
-        _fail(f"unexpected arguments {argv[1:]}; inputs go in --input")
     if not FLAGS.task:
         _fail(f"--task is required ({' or '.join(builder.TASKS)})")
     if not FLAGS.input:

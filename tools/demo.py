@@ -25,7 +25,7 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "demo_out", "Where the demo writes data, faces and index.html.")
@@ -92,8 +92,8 @@ def train_translators(out: str, photo_jsonl: str, anime_jsonl: str, photos_dir: 
             "--noprogress", quiet=True)
     run_cli("translate/train.py", "--model=pix2pix", f"--dataset_dir={p2p_ds}", f"--train_dir={p2p_run}",
             "--condition=keypoints_colors", "--image_size=64", "--ngf=32", "--ndf=32",
-            f"--max_steps={steps}", f"--save_every={steps}", f"--summary_every={max(1, steps // 3)}",
-            f"--log_every={max(1, steps // 3)}")
+            f"--max_number_of_steps={steps}", f"--save_interval_steps={steps}",
+            f"--save_summaries_steps={max(1, steps // 3)}", f"--log_every_n_steps={max(1, steps // 3)}")
     runs.append(("pix2pix", p2p_run))
     if photo_jsonl:
         cyc_ds, cyc_run = os.path.join(out, "datasets", "cyclegan"), os.path.join(out, "runs", "cyclegan")
@@ -103,13 +103,14 @@ def train_translators(out: str, photo_jsonl: str, anime_jsonl: str, photos_dir: 
                 "--num_shards=1", "--overwrite", "--noprogress", quiet=True)
         run_cli("translate/train.py", "--model=cyclegan", f"--dataset_dir={cyc_ds}",
                 f"--train_dir={cyc_run}", "--landmark_channel", "--image_size=64", "--ngf=16",
-                "--ndf=16", "--n_blocks=3", "--pool_size=10", f"--max_steps={cyc_steps}",
-                f"--save_every={cyc_steps}", f"--summary_every={cyc_steps}", f"--log_every={cyc_steps}")
+                "--ndf=16", "--n_blocks=3", "--pool_size=10", f"--max_number_of_steps={cyc_steps}",
+                f"--save_interval_steps={cyc_steps}", f"--save_summaries_steps={cyc_steps}",
+                f"--log_every_n_steps={cyc_steps}")
         runs.append(("cyclegan", cyc_run))
     results = []
     for name, run in runs:
         sides = os.path.join(out, "translated", name)
-        run_cli("translate/translate.py", f"--model_dir={run}", f"--input={photos_dir}",
+        run_cli("translate/translate.py", f"--train_dir={run}", f"--input={photos_dir}",
                 f"--output_dir={sides}", "--side_by_side", "--seed=0", "--max_faces=1")
         results.append((name, run, sides))
     return results
@@ -194,8 +195,6 @@ def score_against_truth(faces, truth_jsonl: str) -> str:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     import json
 
     from translate.faces.schema import read_faces

@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_dir", None, "Folder of images, searched recursively (JPEG, PNG, WebP, BMP).")
@@ -83,8 +83,6 @@ def fail(message):
     sys.exit(1)
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from tqdm import tqdm
 
     from translate.faces import quality

@@ -13,7 +13,7 @@ import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's 
 
 import time
 
-from absl import app, flags
+from absl import flags
 
 from translate.faces import synthetic
 
@@ -28,8 +28,6 @@ flags.mark_flag_as_required("output_dir")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     start = time.time()
     counts = synthetic.write_dataset(FLAGS.output_dir, FLAGS.count, size=FLAGS.size,
                                      seed=FLAGS.seed, negatives=FLAGS.negatives)

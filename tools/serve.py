@@ -53,8 +53,6 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 def main(argv):
-    if len(argv) > 1:
-        fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.model_base_path:
         fail("--model_base_path is required (a folder of NAME/<version>/ SavedModels)")
     if not 0 <= FLAGS.rest_api_port <= 65535:

@@ -20,7 +20,7 @@ import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's 
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from translate import cli
 from translate.contract import DATASET_JSON, FLAGS_JSON
@@ -69,8 +69,6 @@ def check_paths() -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     check_paths()
     # TensorFlow loads after the cheap checks
     from translate.datasets import records

@@ -27,8 +27,6 @@ flags.mark_flags_as_required(["train_dir", "export_dir"])
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise cli.TranslateError(f"unexpected arguments: {' '.join(argv[1:])}")
     from translate.inference import export, loading
 
     try:

@@ -90,8 +90,6 @@ def _check_train_dir(path: str) -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise cli.TranslateError(f"unexpected arguments: {' '.join(argv[1:])}")
     colors = _colors()
     root, sources = _sources()
     _check_train_dir(FLAGS.train_dir)

@@ -30,7 +30,7 @@ import sys
 # step; 9% of the step's wall time). Must be set before TensorFlow starts.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from translate import cli  # noqa: E402
 from translate.models import registry  # noqa: E402  (TensorFlow-free)
@@ -141,8 +141,6 @@ def _unpaired_config(unpaired_training):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # TF imports after flag parsing (fast --help)
     from translate import run_config
     from translate.datasets import records

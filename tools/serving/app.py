@@ -264,7 +264,7 @@ def run_signature(model, sig: str, arrays: Dict[str, np.ndarray]) -> Dict[str, n
 def listen_socket(host: str, port: int) -> socket.socket:
     """A bound TCP socket for uvicorn's `sockets=`. Created with proto=IPPROTO_TCP on purpose:
     asyncio only disables Nagle (TCP_NODELAY) on connections whose socket says so, and
-    without it every keep-alive request waits ~40 ms for a delayed ACK."""
+    without it every keep-alive request waits for a delayed ACK (tens of ms)."""
     family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                       proto=socket.IPPROTO_TCP)[0]
     sock = socket.socket(family, kind, proto)

@@ -1,10 +1,9 @@
 """Process settings for a model server: how glibc malloc keeps freed memory, TF thread pools.
 
-Why malloc: a batch-1 mobilenet_v2 call at 224 px allocates and frees ~5 MB of activations. With
-glibc's default (dynamic) thresholds the freed blocks go back to the kernel after every request
-(heap trimming, mmap'd chunks), so the next request page-faults them in again: measured ~1,300
-minor faults and ~4 ms more kernel CPU per request than a process whose allocator had already
-grown (the ~7 ms server overhead that benchmarks/serve_load.py saw). Fixed thresholds keep the
+Why malloc: a model call allocates and frees megabytes of activations. With glibc's default
+(dynamic) thresholds the freed blocks go back to the kernel after every request (heap trimming,
+mmap'd chunks), so the next request page-faults them in again (what that cost per request:
+README.md, Export and serve). Fixed thresholds keep the
 freed memory for the next request, as tcmalloc does in TensorFlow Serving. The price is that the
 process keeps its peak working set (it does not shrink after a burst).
 """
@@ -27,8 +26,7 @@ def retain_freed_memory(mmap_threshold: int = MMAP_THRESHOLD_MAX,
     """Makes glibc malloc keep freed memory for reuse (see the module docstring).
 
     Both thresholds are set together: setting only the trim threshold turns off the dynamic mmap
-    threshold and every block over 128 KB is mmap'd and faulted in afresh (measured 10x more page
-    faults). -> True when applied, False where the C library is not glibc (nothing changes)."""
+    threshold and every block over 128 KB is mmap'd and faulted in afresh (far more page faults). -> True when applied, False where the C library is not glibc (nothing changes)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt

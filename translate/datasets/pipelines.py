@@ -136,8 +136,8 @@ def augment(image: tf.Tensor, points: tf.Tensor, mask: tf.Tensor, colors: tf.Ten
     pix2pix's jitter: resize to load_size (bilinear; antialiased when shrinking), random crop of
     image_size, random horizontal flip. With pixel centres at (i + 0.5) / size, a resize leaves
     normalised points unchanged, a crop at offset o maps u to (u * load - o) / size and a flip
-    maps x to 1 - x (and swaps the eyes, their colours too). Few, whole-image ops (measured:
-    one crop_and_resize, ScaleAndTranslate or an XLA gather-lerp kernel were not cheaper).
+    maps x to 1 - x (and swaps the eyes, their colours too). Few, whole-image ops (one
+    crop_and_resize, ScaleAndTranslate or an XLA gather-lerp kernel were not cheaper).
 
     image: [H, W, C] in [0, 255] (any size); points [5, 2] normalised; mask [5]; colors [4, 3];
     color_mask [4]; seed: int [2] for the stateless draws.
@@ -228,7 +228,7 @@ def _batched(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool, num_par
              assemble) -> tf.data.Dataset:
     """Batches per-example parts, then `assemble` builds the big per-pixel tensors of the whole
     batch at once: each is written once, where building them per example and batching would
-    copy them again (3.7 MB per example for the 14-channel condition)."""
+    copy them again (megabytes per example for the 14-channel condition)."""
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls,
                   deterministic=True)
     return ds.map(assemble, num_parallel_calls=num_parallel_calls, deterministic=True)

@@ -91,7 +91,7 @@ def resnet_generator(image_size: int, in_channels: int = 3, out_channels: int = 
     """[B, S, S, in_channels] in [-1, 1] -> [B, S, S, out_channels] (tanh); S a multiple of 4.
 
     With keypoint_attention the input's last channel is the landmark layer (see module doc).
-    fast_conv: stride-1 convs as layers.FastConv2D (same weights; ~2-3x faster backward on CPU)
+    fast_conv: stride-1 convs as layers.FastConv2D (same weights; a faster backward on CPU: translate/README.md, Measured)
     and instance norm with its closed-form gradient (layers.InstanceNormalization).
     """
     if image_size % 4:

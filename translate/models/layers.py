@@ -31,7 +31,7 @@ def instance_norm(name=None, epsilon: float = 1e-5, affine: bool = True,
 def normalize_per_channel(x: tf.Tensor, epsilon: float) -> tf.Tensor:
     """(x - mean) / sqrt(var + epsilon) over the spatial axes of NHWC x, with the closed-form
     gradient rstd * (g - mean(g) - xhat * mean(g * xhat)): a third fewer passes over the
-    activations than autodiff through the moments (measured 6 vs 10 ms at 64x64x256)."""
+    activations than autodiff through the moments."""
     @tf.custom_gradient
     def norm(x):
         xc = x - tf.reduce_mean(x, [1, 2], keepdims=True)
@@ -126,7 +126,7 @@ def conv2d_valid_forward(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
 
 def _batch_to_in_channels(t: tf.Tensor) -> tf.Tensor:
     """[B, H, W, C] -> [H, W, B, C]; at batch 1 (the GANs' default) a free reshape, where TF's
-    Transpose copied the whole tensor (~6% of a CycleGAN step)."""
+    Transpose copied the whole tensor."""
     if t.shape[0] == 1:
         return tf.reshape(t, [t.shape[1], t.shape[2], 1, t.shape[3]])
     return tf.transpose(t, [1, 2, 0, 3])
@@ -136,9 +136,8 @@ def _batch_to_in_channels(t: tf.Tensor) -> tf.Tensor:
 def conv2d_valid(x: tf.Tensor, w: tf.Tensor):
     """conv2d_valid_forward whose gradients are also forward convolutions.
 
-    TF's CPU Conv2DBackpropFilter / Conv2DBackpropInput kernels took 3-10x the forward time
-    (80% of a CycleGAN step; 10 s of a ResNet generator's backward pass went to its 7x7 RGB
-    output layer alone). The same gradients as plain convolutions:
+    TF's CPU Conv2DBackpropFilter / Conv2DBackpropInput kernels are several times slower than the
+    forward convolution (figures: translate/README.md, Measured). The same gradients as plain convolutions:
       dx = conv(pad(dy, K-1), mirrored w with Ci and Co swapped)
       dw = conv(x with batch and channels swapped, dy as the kernel), batch and channels swapped back.
     """

@@ -43,8 +43,8 @@ def unet_generator(image_size: int, in_channels: int, out_channels: int = 3, ngf
 
     The innermost activation layer is named "bottleneck" (1x1, for tests and inspection).
     fast_conv: convs and transposed convs at <= 16 px as matmuls (layers.LowResConv2D /
-    LowResConv2DTranspose: same weights and names; the inner levels' 16-32 MB kernels made TF's
-    conv kernels 2-6x slower than streaming them once) and instance norm with its closed-form
+    LowResConv2DTranspose: same weights and names; the inner levels' large kernels made TF's
+    conv kernels slower than streaming them once: translate/README.md, Measured) and instance norm with its closed-form
     gradient (layers.InstanceNormalization).
     """
     conv = layers.LowResConv2D if fast_conv else keras.layers.Conv2D
@@ -84,8 +84,8 @@ def patch_discriminator(image_size: int, in_channels: int, target_channels: int 
     Conditional: the condition and the (real or generated) image are concatenated on channels.
     Padding as junyanz (1 on each side): 'same' for the stride-2 convs, explicit for stride 1.
     fast_conv: the two stride-1 convs as layers.FastConv2D (same weights and names; their
-    gradients as forward convolutions: the 512 -> 1 logits conv's filter gradient took ~5% of a
-    256 px training step in TF's Conv2DBackpropFilter).
+    gradients as forward convolutions; the logits conv's filter gradient was a visible share of
+    a training step in TF's Conv2DBackpropFilter).
     """
     init = layers.conv_init()
     stride1 = layers.FastConv2D if fast_conv else keras.layers.Conv2D

@@ -9,8 +9,8 @@ continues the same random sequence; the images, fill count and draw counter are 
 
 Under a tf.distribute strategy the variables are ON_READ (one pool per replica, like one pool
 per GPU process in PyTorch DDP); checkpoints hold the first replica's pool. Such variables
-cannot scatter, so there each query rewrites the whole pool (~40 MB at 256 px: milliseconds,
-against seconds for a step).
+cannot scatter, so there each query rewrites the whole pool (cheap against a step; figures:
+translate/README.md, Measured).
 """
 from __future__ import annotations
 

@@ -4,9 +4,9 @@
   the generator optimizer's `iterations`; the lr a linear-decay schedule of it.
 * The step: one forward pass and one (persistent) tape give both nets' gradients; G and D are
   updated simultaneously as in the TF tutorial. Both Adams are `optimizers.FusedAdam` (TF's
-  fused kernel): Keras' Adam spent 0.7-1 s per step on the 54 M generator weights alone.
+  fused kernel; why: translate/README.md, Measured).
   Real and fake pairs are scored in two D calls: one call on a batch of 2B is exact with
-  instance norm but measured slower (the generator's loss then back-propagates through D for
+  instance norm but slower (the generator's loss then back-propagates through D for
   the real half too). With `jit_compile` the forward/backward is XLA-compiled; the optimizer
   updates stay outside (they cross replicas under a strategy). XLA did not help on our CPU
   (benchmarks/train_step.py).
