@@ -26,8 +26,11 @@ flags.DEFINE_string("weights", "imagenet", "imagenet | none | PATH to a keras.ap
                     "'notop' .h5 weights file.")
 flags.DEFINE_integer("image_size", 0, "Training input size (0: the backbone's default).")
 flags.DEFINE_float("dropout", 0.0, "Dropout before the tag layer.")
-flags.DEFINE_float("batch_norm_decay", None, "Momentum of the batch-norm moving averages (default: "
-                   "the backbone's, 0.99 or 0.999; ~0.9 suits short from-scratch runs).")
+flags.DEFINE_float("batch_norm_decay", None, "Momentum of the batch-norm moving averages during "
+                   "training (default: the backbone's, 0.99 or 0.999).")
+flags.DEFINE_integer("batch_norm_recalibration_steps", 32, "Before each validation and save, "
+                     "re-estimate the batch-norm statistics with the current weights over this many "
+                     "un-augmented training batches (0: keep the moving averages).")
 flags.DEFINE_boolean("freeze_backbone", False, "Train only the tag layer.")
 flags.DEFINE_string("trainable_from", None, "Freeze backbone layers before this layer name; "
                     "'last_block' = the registry's boundary for the backbone.")
@@ -90,7 +93,9 @@ def main(argv):
         num_epochs_per_decay=FLAGS.num_epochs_per_decay, end_learning_rate=FLAGS.end_learning_rate,
         warmup_steps=FLAGS.warmup_steps, momentum=FLAGS.momentum,
         moving_average_decay=FLAGS.moving_average_decay, weight_decay=FLAGS.weight_decay,
-        dropout=FLAGS.dropout, batch_norm_decay=FLAGS.batch_norm_decay, freeze_backbone=FLAGS.freeze_backbone,
+        dropout=FLAGS.dropout, batch_norm_decay=FLAGS.batch_norm_decay,
+        batch_norm_recalibration_steps=FLAGS.batch_norm_recalibration_steps,
+        freeze_backbone=FLAGS.freeze_backbone,
         trainable_from=FLAGS.trainable_from, checkpoint_path=FLAGS.checkpoint_path,
         checkpoint_exclude_head=FLAGS.checkpoint_exclude_head,
         save_interval_secs=FLAGS.save_interval_secs, save_interval_steps=FLAGS.save_interval_steps,

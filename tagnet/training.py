@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from tagnet import backbones, data, losses, metrics, model_dir, records
+from tagnet import backbones, batch_norm, data, losses, metrics, model_dir, records
 from tagnet.cli import TagnetError
 from tagnet.contract import RUN_JSON
 
@@ -53,6 +53,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     dropout: float = 0.0
     batch_norm_decay: Optional[float] = None   # None: the backbone's own (0.99 / 0.999)
+    batch_norm_recalibration_steps: int = 32   # batches; 0: save the moving averages as they are
     freeze_backbone: bool = False
     trainable_from: Optional[str] = None
     checkpoint_path: Optional[str] = None
@@ -419,10 +420,40 @@ def _train(cfg: TrainConfig, log) -> Dict:
     val_ds = (data.make_dataset(info, "validation", max(global_batch, 32), image_size, training=False)
               if has_val else None)
 
+    # Un-augmented, shuffled training batches: the images batch-norm statistics are re-estimated
+    # on and the inference-mode check runs on.
+    calib_it = iter(data.make_dataset(info, "train", global_batch, image_size, training=True,
+                                      shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed,
+                                      augment_images=False))
+    calibration: Dict = {}
+
+    def calibrate():
+        """Batch-norm statistics for the weights in the model now (once per step), then the
+        inference-mode check; call with the weights that will be used (EMA swapped in)."""
+        s = int(step.numpy())
+        if calibration.get("step") == s:
+            return
+        t0 = time.time()
+        n = batch_norm.recalibrate(model, (x for x, _ in calib_it),
+                                   cfg.batch_norm_recalibration_steps, run_eagerly=cfg.run_eagerly)
+        x, y = next(calib_it)
+        multi_hot = data.labels_to_multi_hot(y.numpy(), num_tags, info.multi_label)
+        train_top1, infer_top1 = batch_norm.top1_by_mode(model, x, multi_hot)
+        calibration.update(step=s, images=n, seconds=round(time.time() - t0, 3),
+                           train_mode_top1=train_top1, inference_mode_top1=infer_top1)
+        if n and "logged" not in calibration:
+            calibration["logged"] = True
+            pbar_write(f"batch-norm statistics re-estimated with the current weights over {n} "
+                       f"training images ({calibration['seconds']:.1f} s)")
+        warning = batch_norm.disagreement_warning(train_top1, infer_top1)
+        if warning:
+            pbar_write(f"step {s}: {warning}")
+
     def validate() -> Dict:
         ys, ss, first = [], [], None
         n = 0
         with ema_weights(optimizer, model):
+            calibrate()
             for x, y in val_ds:
                 s = predict_step(x).numpy()
                 if first is None:
@@ -441,6 +472,7 @@ def _train(cfg: TrainConfig, log) -> Dict:
         clean = {k: v for k, v in (res or {}).items() if not k.startswith("_")}
         out = os.path.join(cfg.train_dir, sub)
         with ema_weights(optimizer, model):
+            calibrate()
             model_dir.save(model, out, backbone=spec.name, image_size=image_size, tags=tags,
                            activation=activation, task=info.task, step=int(step.numpy()),
                            metrics=clean, dataset_dir=os.path.abspath(cfg.dataset_dir),
@@ -571,6 +603,7 @@ def _train(cfg: TrainConfig, log) -> Dict:
               "best_mAP": float(best_map.numpy()), "model_dir": out_model,
               "checkpoint": manager.latest_checkpoint, "params": desc["params"],
               "train_images_per_s": (n_run * global_batch / t_loop if n_run else None),
+              "batch_norm": {k: v for k, v in calibration.items() if k not in ("step", "logged")},
               "validation": {k: v for k, v in (final_res or {}).items() if not k.startswith("_")}}
     if interrupted:
         log(f"stopped by {signal.Signals(interrupted).name} at step {result['step']}; checkpoint "
