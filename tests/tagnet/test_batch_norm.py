@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tagnet import batch_norm, build, records, synthetic, training
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
