@@ -2,13 +2,16 @@
 
 Sources:
   * a CSV: ``file,tags`` with space-separated tags (a header row is detected; an optional third
-    column ``group`` keeps related images on one side of the split),
-  * folders of classes: ``ROOT/<class>/<image>`` (single-label),
+    column ``group`` keeps related images on one side of the split); a tag written
+    ``category:tag`` (e.g. ``character:gawr_gura``) has that category, ``rating:X`` keeps its
+    name, other tags get the ``category`` argument,
+  * folders of classes: ``ROOT/<class>/<image>`` (single-label; the classes get ``category``),
   * Danbooru20xx JSON-lines metadata (tags as ``[{"name", "category"}]`` objects, or as
     ``tag_string_general`` / ``tag_string_character`` / ... strings) with images in folders
     ``ROOT/0NNN/ID.ext`` (NNN = id % 1000), as in the original/ and 512px/ dumps.
 
-Every image is padded to a square on white and resized once to ``image_size``.
+Every image is padded to a square on white and resized once to ``image_size``. Each tag keeps its
+category (contract.CATEGORIES) into tags.txt and dataset.json.
 """
 from __future__ import annotations
 
@@ -30,11 +33,11 @@ import tensorflow as tf
 from PIL import Image
 
 from tagnet import records
+from tagnet.contract import CATEGORIES, DEFAULT_CATEGORY, RATING
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 # Danbooru tag categories (numeric ids in the 2018-2020 dumps, string suffixes in later ones).
 CATEGORY_IDS = {0: "general", 1: "artist", 3: "copyright", 4: "character", 5: "meta"}
-CATEGORIES = ("general", "artist", "copyright", "character", "meta", "rating")
 DEFAULT_CATEGORIES = ("general", "character", "copyright", "rating")
 
 
@@ -48,6 +51,7 @@ class Item:
     tags: List[str]
     source_id: str
     group_id: str
+    categories: Dict[str, str] = dataclasses.field(default_factory=dict)  # tag -> its category
 
 
 @dataclasses.dataclass
@@ -63,6 +67,21 @@ class SourceReport:
             self.missing_examples.append(path)
 
 
+def _check_category(category: str) -> str:
+    if category not in CATEGORIES:
+        raise BuildError(f"unknown tag category {category!r}; choose from {', '.join(CATEGORIES)}")
+    return category
+
+
+def split_category(token: str, default: str = DEFAULT_CATEGORY) -> Tuple[str, str]:
+    """``category:tag`` -> (tag, category) when the prefix is one of CATEGORIES (``rating:X``
+    keeps its name, as the Danbooru reader names ratings); any other token -> (token, default)."""
+    prefix, sep, rest = token.partition(":")
+    if sep and rest and prefix in CATEGORIES:
+        return (token if prefix == RATING else rest), prefix
+    return token, default
+
+
 def _check_found(items: List[Item], report: SourceReport, what: str) -> None:
     if not items:
         hint = (f"; none of the images exist (looked for e.g. {', '.join(report.missing_examples)})"
@@ -72,8 +91,11 @@ def _check_found(items: List[Item], report: SourceReport, what: str) -> None:
 
 # --- sources ------------------------------------------------------------------------------------
 def items_from_csv(csv_path: str, image_root: Optional[str] = None,
-                   group_pattern: Optional[str] = None) -> Tuple[List[Item], SourceReport]:
-    """Rows ``file,tags[,group]``; ``file`` relative to image_root (default: the CSV's folder)."""
+                   group_pattern: Optional[str] = None,
+                   category: str = DEFAULT_CATEGORY) -> Tuple[List[Item], SourceReport]:
+    """Rows ``file,tags[,group]``; ``file`` relative to image_root (default: the CSV's folder);
+    tags ``category:tag`` or plain (then ``category``)."""
+    _check_category(category)
     if not os.path.isfile(csv_path):
         raise BuildError(f"CSV {csv_path!r} does not exist")
     root = image_root or os.path.dirname(os.path.abspath(csv_path))
@@ -99,12 +121,15 @@ def items_from_csv(csv_path: str, image_root: Optional[str] = None,
         if group is None and pattern is not None:
             m = pattern.search(os.path.basename(rel))
             group = (m.group(1) if m.groups() else m.group(0)) if m else None
-        items.append(Item(path, row[1].split(), rel, group or rel))
+        pairs = [split_category(t, category) for t in row[1].split()]
+        items.append(Item(path, [t for t, _ in pairs], rel, group or rel, dict(pairs)))
     _check_found(items, report, csv_path)
     return items, report
 
 
-def items_from_class_folders(root: str) -> Tuple[List[Item], SourceReport]:
+def items_from_class_folders(root: str, category: str = DEFAULT_CATEGORY) -> Tuple[List[Item], SourceReport]:
+    """``ROOT/<class>/<image>``: one tag per image, the folder's name, of ``category``."""
+    _check_category(category)
     if not os.path.isdir(root):
         raise BuildError(f"class folder root {root!r} does not exist")
     report, items = SourceReport(), []
@@ -118,14 +143,15 @@ def items_from_class_folders(root: str) -> Tuple[List[Item], SourceReport]:
                 continue
             report.rows += 1
             rel = f"{cls}/{name}"
-            items.append(Item(os.path.join(root, cls, name), [cls], rel, rel))
+            items.append(Item(os.path.join(root, cls, name), [cls], rel, rel, {cls: category}))
     _check_found(items, report, root)
     return items, report
 
 
-def danbooru_tags(post: Dict, categories: Sequence[str]) -> List[str]:
-    """Tags of one metadata record in the chosen categories (both dump formats)."""
-    out: List[str] = []
+def danbooru_tag_categories(post: Dict, categories: Sequence[str]) -> List[Tuple[str, str]]:
+    """(tag, category) of one metadata record in the chosen categories (both dump formats);
+    the rating is the tag ``rating:X`` of category rating."""
+    out: List[Tuple[str, str]] = []
     cats = set(categories)
     if isinstance(post.get("tags"), list):
         for t in post["tags"]:
@@ -136,15 +162,20 @@ def danbooru_tags(post: Dict, categories: Sequence[str]) -> List[str]:
                 except (TypeError, ValueError):
                     cat = str(cat)
                 if cat in cats and t.get("name"):
-                    out.append(str(t["name"]))
-            elif isinstance(t, str) and "general" in cats:
-                out.append(t)
+                    out.append((str(t["name"]), cat))
+            elif isinstance(t, str) and DEFAULT_CATEGORY in cats:
+                out.append((t, DEFAULT_CATEGORY))
     else:
-        for cat in cats - {"rating"}:
-            out.extend(str(post.get(f"tag_string_{cat}", "") or "").split())
-    if "rating" in cats and post.get("rating"):
-        out.append(f"rating:{post['rating']}")
+        for cat in [c for c in CATEGORIES if c in cats and c != RATING]:
+            out.extend((t, cat) for t in str(post.get(f"tag_string_{cat}", "") or "").split())
+    if RATING in cats and post.get("rating"):
+        out.append((f"rating:{post['rating']}", RATING))
     return out
+
+
+def danbooru_tags(post: Dict, categories: Sequence[str]) -> List[str]:
+    """Tags of one metadata record in the chosen categories (both dump formats)."""
+    return [t for t, _ in danbooru_tag_categories(post, categories)]
 
 
 def danbooru_image_path(image_root: str, post: Dict) -> Optional[str]:
@@ -208,7 +239,8 @@ def items_from_danbooru(metadata: Sequence[str], image_root: str,
                     continue
                 parent = post.get("parent_id")
                 group = str(parent) if parent not in (None, "", 0, "0") else str(post["id"])
-                items.append(Item(path, danbooru_tags(post, categories), str(post["id"]), group))
+                pairs = danbooru_tag_categories(post, categories)
+                items.append(Item(path, [t for t, _ in pairs], str(post["id"]), group, dict(pairs)))
                 if limit and len(items) >= limit:
                     break
         if limit and len(items) >= limit:
@@ -227,6 +259,22 @@ def build_vocabulary(items: Sequence[Item], max_tags: int = 0,
     if max_tags and max_tags > 0:
         kept = kept[:max_tags]
     return [t for t, _ in kept], [c for _, c in kept]
+
+
+def tag_categories(items: Sequence[Item], tags: Sequence[str]) -> List[str]:
+    """Each tag's category: the one most items give it (Danbooru moves tags between categories
+    over the years; ties go to the first of CATEGORIES), general when none does."""
+    votes: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    wanted = set(tags)
+    for it in items:
+        for t, c in it.categories.items():
+            if t in wanted:
+                votes[t][c] += 1
+    out = []
+    for t in tags:
+        v = votes.get(t)
+        out.append(max(CATEGORIES, key=lambda c: (v[c], -CATEGORIES.index(c))) if v else DEFAULT_CATEGORY)
+    return out
 
 
 def split_items(items: Sequence[Item], validation_fraction: float, seed: int = 0,
@@ -340,6 +388,7 @@ def write_dataset(items: Sequence[Item], output_dir: str, *, task: str = "multi_
     if not tags:
         raise BuildError(f"no tag has at least {min_tag_count} image(s); lower --min_tag_count")
     tag_index = {t: i for i, t in enumerate(tags)}
+    categories_of_tags = tag_categories(items, tags)
     kept, untagged, ambiguous = [], 0, 0
     for it in items:
         known = [t for t in dict.fromkeys(it.tags) if t in tag_index]
@@ -368,9 +417,11 @@ def write_dataset(items: Sequence[Item], output_dir: str, *, task: str = "multi_
                          f"{'; '.join(unreadable[:2])})")
     # Vocabulary counts are over what was written.
     total_counts = [a + b for a, b in zip(splits["train"]["tag_counts"], splits["validation"]["tag_counts"])]
-    records.write_vocabulary(os.path.join(output_dir, records.TAGS_TXT), tags, total_counts)
+    records.write_vocabulary(os.path.join(output_dir, records.TAGS_TXT), tags, total_counts,
+                             categories_of_tags)
     records.write_dataset_info(output_dir, task=task, image_size=image_size, tags=tags,
-                               splits=splits, categories=categories, source=source, command=command,
+                               splits=splits, categories=categories, tag_categories=categories_of_tags,
+                               source=source, command=command,
                                extra={"seed": seed, "validation_fraction": validation_fraction,
                                       "min_tag_count": min_tag_count, "max_tags": max_tags})
     return {
@@ -382,4 +433,5 @@ def write_dataset(items: Sequence[Item], output_dir: str, *, task: str = "multi_
         "tags_without_validation_example": int(sum(
             1 for c in splits["validation"]["tag_counts"] if c == 0)) if splits["validation"]["count"] else None,
         "top_tags": list(zip(tags[:10], total_counts[:10])),
+        "tags_by_category": dict(collections.Counter(categories_of_tags)),
     }

@@ -1,14 +1,18 @@
 r"""Builds a tagnet dataset (Tag records + tags.txt + dataset.json).
 
-  # a CSV of `file,tags` (space-separated tags), images relative to the CSV's folder
+  # a CSV of `file,tags` (space-separated tags, `character:name` for a tag's category), images
+  # relative to the CSV's folder
   python tagnet/build_dataset.py --csv=labels.csv --output_dir=data/tags
-  # folders of classes (single-label)
-  python tagnet/build_dataset.py --class_dir=faces/ --output_dir=data/classes
+  # folders of classes (single-label), the classes being characters
+  python tagnet/build_dataset.py --class_dir=faces/ --category=character --output_dir=data/classes
   # Danbooru20xx metadata (JSON lines) with images in 0NNN/ID.ext folders
   python tagnet/build_dataset.py --danbooru_metadata=metadata/ --image_root=512px/ \
       --max_tags=1000 --min_tag_count=20 --categories=general,character,rating --output_dir=data/dan
 
-`python tools/build_tfrecords.py --task=tags ...` runs this same builder with the same flags.
+Every tag keeps its category (general, character, copyright, artist, meta, rating) in tags.txt and
+dataset.json: Danbooru's own, a CSV tag's `category:` prefix (`rating:X` keeps its name), or
+--category. `python tools/build_tfrecords.py --task=tags ...` runs this same builder with the same
+flags.
 """
 import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
 
@@ -18,6 +22,7 @@ import sys
 from absl import flags
 
 from tagnet import cli
+from tagnet.contract import CATEGORIES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("csv", None, "CSV of `file,tags[,group]` rows (space-separated tags).")
@@ -33,6 +38,9 @@ flags.DEFINE_integer("max_tags", 0, "Keep the N most frequent tags (0 = all that
 flags.DEFINE_integer("min_tag_count", 1, "Drop tags on fewer images than this.")
 flags.DEFINE_list("categories", ["general", "character", "copyright", "rating"],
                   "Danbooru tag categories to keep: general, character, copyright, artist, meta, rating.")
+flags.DEFINE_enum("category", "general", list(CATEGORIES),
+                  "Category of the class-folder names (--class_dir) and of CSV tags written without "
+                  "a `category:` prefix.")
 flags.DEFINE_list("ratings", None, "Danbooru: keep only posts with these ratings (e.g. s,g).")
 flags.DEFINE_float("validation_fraction", 0.1, "Share of groups held out for validation.")
 flags.DEFINE_string("group_pattern", None, "CSV: regex on the file name whose first group names the "
@@ -54,10 +62,11 @@ def main(argv):
         raise cli.TagnetError("--output_dir is required")
     categories = []
     if FLAGS.csv:
-        items, report = build.items_from_csv(FLAGS.csv, FLAGS.image_root, FLAGS.group_pattern)
+        items, report = build.items_from_csv(FLAGS.csv, FLAGS.image_root, FLAGS.group_pattern,
+                                             FLAGS.category)
         task, source = "multi_label", f"csv:{FLAGS.csv}"
     elif FLAGS.class_dir:
-        items, report = build.items_from_class_folders(FLAGS.class_dir)
+        items, report = build.items_from_class_folders(FLAGS.class_dir, FLAGS.category)
         task, source = "single_label", f"folders:{FLAGS.class_dir}"
     else:
         if not FLAGS.image_root:
@@ -87,6 +96,7 @@ def main(argv):
     if summary["tags_without_validation_example"]:
         print(f"  tags with no validation example: {summary['tags_without_validation_example']}")
     print("  top tags: " + ", ".join(f"{t} ({c})" for t, c in summary["top_tags"]))
+    print("  tags by category: " + ", ".join(f"{c} {n}" for c, n in summary["tags_by_category"].items()))
     print(json.dumps({k: v for k, v in summary.items() if k not in ("top_tags", "unreadable_examples")}))
 
 

@@ -6,6 +6,8 @@
 * A trained tagger folder: `MODEL_JSON` (tagnet.json), `WEIGHTS`, `TAGS_TXT`, `THRESHOLDS`.
 * A training run folder (`--train_dir`): `RUN_JSON` (the run's configuration), the checkpoints,
   and the tagger folders `BEST` (best validation mAP) and `LAST` (the last step).
+* Tag categories (Danbooru's): `CATEGORIES`; a tag without one is `DEFAULT_CATEGORY`. Tags of
+  `RATING` are one choice per image (the best one), the others each pass or fail a threshold.
 """
 from typing import List
 
@@ -18,6 +20,10 @@ THRESHOLDS = "thresholds.json"
 RUN_JSON = "run.json"
 BEST = "best"
 LAST = "model"
+
+CATEGORIES = ("general", "character", "copyright", "artist", "meta", "rating")
+DEFAULT_CATEGORY = "general"
+RATING = "rating"
 
 
 def shard_names(split: str, num_shards: int) -> List[str]:

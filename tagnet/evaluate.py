@@ -4,8 +4,11 @@
       [--report_csv=per_tag.csv] [--save_thresholds] [--baseline]
 
 Prints mAP, micro / macro F1 at the threshold that maximises micro F1, F1 with per-tag thresholds,
-precision@1/5 and, for single-label data, top-1 / top-5 accuracy. --save_thresholds writes the
-tuned global and per-tag thresholds next to the model (thresholds.json; predict.py uses them).
+precision@1/5 and, for single-label data, top-1 / top-5 accuracy. Then the operating points WD
+taggers publish: the threshold where precision equals recall and F1 there, micro and macro, over
+all tags and for each tag category (with, for rating, the accuracy of its one choice; conventions
+in tagnet/operating_points.py). --save_thresholds writes the tuned global, per-category (P = R)
+and per-tag thresholds next to the model (thresholds.json; predict.py and export.py use them).
 --baseline also scores a colour-histogram nearest-neighbour classifier fitted on the train split.
 The last line is one JSON object with every figure.
 """
@@ -42,8 +45,7 @@ def _print(title, res):
 
 
 def main(argv):
-    import numpy as np
-    from tagnet import evaluation, metrics, model_dir, records
+    from tagnet import evaluation, metrics, model_dir, operating_points, records, thresholds
     out = {}
     cfg = None
     if not FLAGS.baseline_only:
@@ -66,17 +68,22 @@ def main(argv):
             raise cli.TagnetError(str(e)) from None
         res = metrics.evaluate(y, s, multi_label=info.multi_label)
         _print(f"{cfg['backbone']} on {FLAGS.split} ({len(y)} images)", res)
+        points = operating_points.report(y, s, info.tag_categories)
+        for name, r in points.items():
+            print(f"  {operating_points.describe(name, r)}")
+        res["precision_equals_recall"] = points
         out["model"] = res
-        th_global = res["threshold"] if np.isfinite(res["threshold"]) else 0.5
-        per_tag = metrics.per_tag_thresholds(y, s, th_global, FLAGS.min_positives_for_threshold)
+        tuned = thresholds.tune(y, s, info.tags, info.tag_categories,
+                                FLAGS.min_positives_for_threshold,
+                                f"{os.path.abspath(dataset_dir)} split {FLAGS.split}")
+        per_tag = [tuned.per_tag[t] for t in info.tags]
         if FLAGS.report_csv:
             train_counts = info.info["splits"].get("train", {}).get("tag_counts")
-            metrics.write_report_csv(FLAGS.report_csv, metrics.per_tag_report(y, s, info.tags, per_tag,
-                                                                              train_counts))
+            metrics.write_report_csv(FLAGS.report_csv, metrics.per_tag_report(
+                y, s, info.tags, per_tag, train_counts, info.tag_categories))
             print(f"per-tag report: {FLAGS.report_csv}")
         if FLAGS.save_thresholds:
-            path = model_dir.save_thresholds(cfg["model_dir"], th_global, per_tag, info.tags,
-                                             f"{os.path.abspath(dataset_dir)} split {FLAGS.split}")
+            path = thresholds.save(cfg["model_dir"], tuned)
             print(f"thresholds: {path}")
     if FLAGS.baseline or FLAGS.baseline_only:
         base = evaluation.color_histogram_baseline(info, FLAGS.split, k=FLAGS.baseline_k)
@@ -89,7 +96,7 @@ def main(argv):
                                            "mAP": out["model"]["mAP"] - base["mAP"]}
             print(f"model - baseline: " + ", ".join(f"{k} {v:+.4f}" for k, v in
                                                     out["margin_over_baseline"].items()))
-    print(json.dumps(out))
+    print(json.dumps(out, allow_nan=True))
 
 
 def run():

@@ -15,21 +15,30 @@ Signatures (`saved_model_cli show --all --dir models/tagger/1` lists them):
                    resizing and the backbone's preprocessing all run in the graph, as in training
                    (tagnet/data.py), so a client sends nothing but the file's bytes.
   predict_raw      images: float32 [B, S, S, 3] RGB in [0, 255] -> scores (batch work)
-  labels           no inputs -> tags: string [T], thresholds: float32 [T] (TensorFlow Serving
-                   refuses signatures without inputs; tools/serve.py runs it)
-  with_labels      image as serving_default -> scores, tags: string [B, T], thresholds [B, T]
-                   (the vocabulary repeated per image, for clients of TF Serving itself)
-The vocabulary and thresholds are also stored as files (assets/tags.txt, assets/thresholds.json,
-assets/tagnet.json) and as the loaded object's `tags` / `thresholds` variables. Thresholds are
-the per-tag ones saved with the model (0.5 when there are none; 1.01 = "take the top class" for
-single-label models). Reloading needs only TensorFlow: `tf.saved_model.load(path)`.
+  labels           no inputs -> tags: string [T], categories: string [T], thresholds: float32 [T]
+                   (TensorFlow Serving refuses signatures without inputs; tools/serve.py runs it)
+  with_labels      image as serving_default -> scores, tags: string [B, T], categories [B, T],
+                   thresholds [B, T] (the vocabulary repeated per image, for clients of TF Serving
+                   itself), and the tags each image gets, grouped by category:
+                   <category>_tags string [B, K] and <category>_scores [B, K] for each of general,
+                   character, copyright, artist, meta, rating (highest first; K = the most any
+                   image of the batch got, shorter rows padded with "" and 0). Each tag passes
+                   its threshold, rating is one choice (the best rating tag), the export's `mcut`
+                   cuts each category at the image's largest score gap instead, and a
+                   single-label model always gives its top class (tagnet/selection.py).
+The vocabulary, categories and thresholds are also stored as files (assets/tags.txt,
+assets/thresholds.json, assets/tagnet.json) and as the loaded object's `tags` / `categories` /
+`thresholds` variables. Thresholds are resolved as tagnet/predict.py does (tagnet.thresholds:
+saved per-tag, else per-category, else global; `category_thresholds` override; 0.5 when there
+are none, 1.01 = "take the top class" for single-label models). Reloading needs only TensorFlow:
+`tf.saved_model.load(path)`.
 """
 import json
 import os
 import re
 import shutil
 import tempfile
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -70,20 +79,15 @@ def decode_image(data, size: int):
     return tf.ensure_shape(resize_square(rgb, size), [size, size, 3])
 
 
-def _thresholds(cfg: Dict, model_path: str) -> np.ndarray:
-    from tagnet import model_dir
-    saved = model_dir.load_thresholds(model_path, cfg["tags"])
-    if saved is not None:
-        return np.asarray(saved["per_tag"], np.float32)
-    default = 1.01 if cfg["activation"] == "softmax" else 0.5
-    return np.full(len(cfg["tags"]), default, np.float32)
-
-
-def build_module(model, cfg: Dict, thresholds: np.ndarray, asset_paths: List[str]):
-    """A tf.Module holding the Keras model, its vocabulary and the three signatures."""
+def build_module(model, cfg: Dict, thresholds: np.ndarray, asset_paths: List[str],
+                 mcut: bool = False):
+    """A tf.Module holding the Keras model, its vocabulary and the four signatures."""
     import tensorflow as tf
+
+    from tagnet import model_dir, selection
     size = int(cfg["image_size"])
     softmax = cfg["activation"] == "softmax"
+    categories = model_dir.categories_of(cfg)
 
     class TaggerModule(tf.Module):
         def __init__(self):
@@ -93,6 +97,8 @@ def build_module(model, cfg: Dict, thresholds: np.ndarray, asset_paths: List[str
             self.weights = [v.value for v in model.variables]
             # Variables, not constants: only trackable objects stay attributes of the reload.
             self.tags = tf.Variable(list(cfg["tags"]), trainable=False, dtype=tf.string, name="tags")
+            self.categories = tf.Variable(categories, trainable=False, dtype=tf.string,
+                                          name="categories")
             self.thresholds = tf.Variable(thresholds, trainable=False, dtype=tf.float32,
                                           name="thresholds")
             self.assets = [tf.saved_model.Asset(p) for p in asset_paths]
@@ -115,26 +121,34 @@ def build_module(model, cfg: Dict, thresholds: np.ndarray, asset_paths: List[str
         @tf.function(input_signature=[])
         def labels(self):
             return {"tags": tf.identity(self.tags.read_value()),
+                    "categories": tf.identity(self.categories.read_value()),
                     "thresholds": tf.identity(self.thresholds.read_value())}
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image")])
         def with_labels(self, image):
             scores = self.serve(image)["scores"]
             rows = tf.stack([tf.shape(scores)[0], 1])
+            picked = selection.select(scores, categories, self.thresholds.read_value(), mcut=mcut,
+                                      softmax=softmax)
             return {"scores": scores, "tags": tf.tile(self.tags.read_value()[None], rows),
-                    "thresholds": tf.tile(self.thresholds.read_value()[None], rows)}
+                    "categories": tf.tile(self.categories.read_value()[None], rows),
+                    "thresholds": tf.tile(self.thresholds.read_value()[None], rows),
+                    **selection.grouped(scores, picked, cfg["tags"], categories)}
 
     return TaggerModule()
 
 
 def export(model_path: str, export_dir: str, version: Optional[int] = None, verify: bool = True,
-           log=print) -> str:
+           log=print, *, per_tag: bool = True,
+           category_thresholds: Optional[Mapping[str, float]] = None, mcut: bool = False) -> str:
     """Exports the tagger at model_path (a model or training folder) to export_dir/<version>/.
+    `per_tag`, `category_thresholds` and `mcut` choose the operating point of `with_labels` as
+    tagnet/predict.py's flags of the same names do.
 
     Returns the version folder. Raises ExportError / ModelDirError with a user-facing message.
     """
     import tensorflow as tf
-    from tagnet import model_dir, records
+    from tagnet import model_dir, records, thresholds as thresholds_lib
     if version is None:
         version = next_version(export_dir)
     if version < 1:
@@ -145,7 +159,12 @@ def export(model_path: str, export_dir: str, version: Optional[int] = None, veri
                           f"(next free: {next_version(export_dir)})")
     model, cfg = model_dir.load(model_path)
     src = cfg["model_dir"]
-    thresholds = _thresholds(cfg, src)
+    categories = model_dir.categories_of(cfg)
+    thresholds, how = thresholds_lib.resolve(
+        cfg["tags"], categories, thresholds_lib.load(src), per_tag=per_tag,
+        category_thresholds=category_thresholds, softmax=cfg["activation"] == "softmax")
+    thresholds = thresholds.astype(np.float32)
+    log(f"thresholds: {how}" + ("; MCut per image" if mcut else ""))
     os.makedirs(export_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
     try:
@@ -157,8 +176,10 @@ def export(model_path: str, export_dir: str, version: Optional[int] = None, veri
             f.write("".join(t + "\n" for t in cfg["tags"]))
         shutil.copyfile(os.path.join(src, model_dir.CONFIG), asset_paths[1])
         with open(asset_paths[2], "w", encoding="utf-8") as f:
-            json.dump({"per_tag": {t: float(v) for t, v in zip(cfg["tags"], thresholds)}}, f, indent=1)
-        module = build_module(model, cfg, thresholds, asset_paths)
+            json.dump({"per_tag": {t: float(v) for t, v in zip(cfg["tags"], thresholds)},
+                       "categories": dict(zip(cfg["tags"], categories)), "mcut": bool(mcut),
+                       "source": how}, f, indent=1)
+        module = build_module(model, cfg, thresholds, asset_paths, mcut=mcut)
         out = os.path.join(tmp, "model")
         tf.saved_model.save(module, out, signatures={
             "serving_default": module.serve, "predict_raw": module.predict_raw,

@@ -159,7 +159,8 @@ def evaluate(y_true, scores, multi_label: bool = True,
 
 
 def per_tag_report(y_true, scores, tags: Sequence[str], thresholds: np.ndarray,
-                   train_counts: Optional[Sequence[int]] = None) -> List[Dict]:
+                   train_counts: Optional[Sequence[int]] = None,
+                   categories: Optional[Sequence[str]] = None) -> List[Dict]:
     y, s = _check(y_true, scores)
     ap = per_tag_average_precision(y, s)
     tp, fp, fn = confusion(y, s, thresholds)
@@ -167,7 +168,8 @@ def per_tag_report(y_true, scores, tags: Sequence[str], thresholds: np.ndarray,
     rows = []
     for j, tag in enumerate(tags):
         rows.append({
-            "tag": tag, "support": int(y[:, j].sum()),
+            "tag": tag, **({"category": categories[j]} if categories is not None else {}),
+            "support": int(y[:, j].sum()),
             "train_count": int(train_counts[j]) if train_counts is not None else "",
             "average_precision": "" if np.isnan(ap[j]) else round(float(ap[j]), 5),
             "threshold": round(float(thresholds[j]), 5),

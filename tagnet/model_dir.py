@@ -1,12 +1,13 @@
 """A trained tagger on disk: what predict and evaluate load.
 
-  tagnet.json        format version, backbone, image size, activation, task, tags, training step,
-                     validation metrics, library versions
+  tagnet.json        format version, backbone, image size, activation, task, tags and their
+                     categories (`tag_categories`; absent in older folders: all general),
+                     training step, validation metrics, library versions
   model.weights.h5   Keras weights (rebuilt through the backbone registry, so loading does not
                      depend on pickled Python or on the Keras version that wrote a full model file)
   tags.txt           the vocabulary (same format as a dataset's)
-  thresholds.json    optional: global and per-tag thresholds (written by training on validation
-                     data and by tagnet/evaluate.py)
+  thresholds.json    optional: global, per-category and per-tag thresholds (written by training
+                     on validation data and by tagnet/evaluate.py; tagnet/thresholds.py)
 
 A training directory holds `best/` (best validation mAP) and `model/` (last step); passing the
 training directory picks `best/`, then `model/`.
@@ -19,8 +20,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from tagnet import records
-from tagnet.contract import BEST, LAST, MODEL_JSON, THRESHOLDS, WEIGHTS
+from tagnet import records, thresholds
+from tagnet.contract import BEST, DEFAULT_CATEGORY, LAST, MODEL_JSON, THRESHOLDS, WEIGHTS
 
 FORMAT_VERSION = 1
 CONFIG = MODEL_JSON
@@ -30,13 +31,20 @@ class ModelDirError(ValueError):
     pass
 
 
+def categories_of(cfg: Dict) -> List[str]:
+    """Each tag's category (general for folders written before categories)."""
+    return list(cfg.get("tag_categories") or [DEFAULT_CATEGORY] * len(cfg["tags"]))
+
+
 def write_config(path: str, *, backbone: str, image_size: int, tags: List[str], activation: str,
                  task: str, step: int = 0, metrics: Optional[Dict] = None,
-                 dataset_dir: str = "", extra: Optional[Dict] = None) -> Dict:
+                 dataset_dir: str = "", tag_categories: Optional[List[str]] = None,
+                 extra: Optional[Dict] = None) -> Dict:
     import keras
     import tensorflow as tf
     cfg = {"format_version": FORMAT_VERSION, "backbone": backbone, "image_size": int(image_size),
            "activation": activation, "task": task, "num_tags": len(tags), "tags": list(tags),
+           "tag_categories": records.check_categories(tag_categories or [DEFAULT_CATEGORY] * len(tags)),
            "step": int(step), "metrics": metrics or {}, "dataset_dir": dataset_dir,
            "keras_version": keras.__version__, "tensorflow_version": tf.__version__}
     if extra:
@@ -56,7 +64,8 @@ def save(model, out_dir: str, **config) -> Dict:
     os.replace(tmp, os.path.join(out_dir, WEIGHTS))
     tags = config["tags"]
     records.write_vocabulary(os.path.join(out_dir, records.TAGS_TXT), tags,
-                             config.pop("tag_counts", None) or [0] * len(tags))
+                             config.pop("tag_counts", None) or [0] * len(tags),
+                             config.get("tag_categories"))
     return write_config(os.path.join(out_dir, CONFIG), **config)
 
 
@@ -100,20 +109,17 @@ def load(path: str):
 
 
 def save_thresholds(model_dir: str, global_threshold: float, per_tag: np.ndarray, tags: List[str],
-                    source: str) -> str:
-    path = os.path.join(model_dir, THRESHOLDS)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump({"global": float(global_threshold), "source": source,
-                   "per_tag": {t: float(v) for t, v in zip(tags, per_tag)}}, f, indent=1)
-    return path
+                    source: str, per_category: Optional[Dict[str, float]] = None) -> str:
+    """thresholds.json from plain values (tagnet.thresholds.tune + save compute them)."""
+    return thresholds.save(model_dir, thresholds.Thresholds(
+        float(global_threshold), dict(per_category or {}),
+        {t: float(v) for t, v in zip(tags, per_tag)}, source))
 
 
 def load_thresholds(model_dir: str, tags: List[str]) -> Optional[Dict]:
-    path = os.path.join(model_dir, THRESHOLDS)
-    if not os.path.isfile(path):
+    """{"global", "per_tag": array in `tags` order, "source"}, or None (see tagnet.thresholds)."""
+    th = thresholds.load(model_dir)
+    if th is None:
         return None
-    with open(path, encoding="utf-8") as f:
-        th = json.load(f)
-    g = float(th.get("global", 0.5))
-    per = np.array([float(th.get("per_tag", {}).get(t, g)) for t in tags])
-    return {"global": g, "per_tag": per, "source": th.get("source", "")}
+    per = np.array([th.per_tag.get(t, th.global_) for t in tags])
+    return {"global": th.global_, "per_tag": per, "source": th.source}

@@ -1,13 +1,16 @@
 """Tags images with a trained tagger.
 
   python tagnet/predict.py --model_dir=RUN --input=IMAGE_OR_DIR [--threshold=0.35 | --per_tag]
-      [--output=tags.jsonl] [--top_k=0]
+      [--category_thresholds=character=0.85] [--mcut] [--output=tags.jsonl] [--top_k=0]
 
-Writes one JSON object per image: {"file", "tags": {tag: score, ...}} (tags above the threshold,
-highest first). Threshold: --threshold if given; otherwise the per-tag thresholds saved with the
-model (thresholds.json from training or evaluate.py --save_thresholds) with --per_tag (default),
-else their global threshold; 0.5 for sigmoid models that have none. Single-label (softmax) models
-report the --top_k (default 1) best classes.
+Writes one JSON object per image: {"file", "tags": {tag: score, ...}, "by_category": {category:
+{tag: score, ...}}} (the tags the image gets, highest first; every category of the vocabulary).
+Thresholds, for each tag: --category_thresholds for its category; else --threshold; else the
+thresholds saved with the model (thresholds.json from training or evaluate.py --save_thresholds):
+the tag's own with --per_tag (default), else its category's, else the global one; 0.5 for sigmoid
+models that have none. Rating is one choice: the best rating tag, whatever its score. --mcut
+instead cuts each category of each image at its largest score gap. Single-label (softmax) models
+always report their top class; --top_k adds the k best tags whatever their score.
 """
 import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
 
@@ -24,18 +27,27 @@ flags.DEFINE_string("model_dir", None, "A trained model folder, or a training fo
 flags.DEFINE_string("input", None, "An image file or a folder of images (searched recursively).")
 flags.DEFINE_string("output", None, "JSON-lines file to write (default: stdout).")
 flags.DEFINE_float("threshold", None, "One threshold for every tag (overrides saved thresholds).")
-flags.DEFINE_boolean("per_tag", True, "Use the saved per-tag thresholds when there are some.")
-flags.DEFINE_integer("top_k", 0, "Also keep the k best tags whatever their score (softmax: default 1).")
+flags.DEFINE_boolean("per_tag", True, "Use the saved per-tag thresholds when there are some "
+                     "(otherwise the saved per-category ones).")
+flags.DEFINE_list("category_thresholds", [], "CATEGORY=VALUE pairs, e.g. character=0.85,general=0.35: "
+                  "one threshold for every tag of that category (overrides the others).")
+flags.DEFINE_boolean("mcut", False, "Cut each category of each image at its largest score gap "
+                     "(MCut) instead of thresholds.")
+flags.DEFINE_integer("top_k", 0, "Also keep the k best tags whatever their score.")
 flags.DEFINE_integer("batch_size", 16, "Batch size.")
 flags.DEFINE_boolean("progress", True, "Progress bar (when writing to --output).")
 
 
 def main(argv):
-    from tagnet import predicting
+    from tagnet import predicting, thresholds
     if not FLAGS.model_dir or not FLAGS.input:
         raise cli.TagnetError("--model_dir and --input are required")
+    try:
+        by_category = thresholds.parse_category_thresholds(FLAGS.category_thresholds)
+    except ValueError as e:
+        raise cli.TagnetError(f"--category_thresholds: {e}") from None
     tagger = predicting.Tagger(FLAGS.model_dir, threshold=FLAGS.threshold, per_tag=FLAGS.per_tag,
-                               top_k=FLAGS.top_k)
+                               top_k=FLAGS.top_k, category_thresholds=by_category, mcut=FLAGS.mcut)
     files = predicting.input_files(FLAGS.input)
     print(f"{len(files)} image(s); {tagger.describe_threshold()}", file=sys.stderr)
     out = open(FLAGS.output, "w", encoding="utf-8") if FLAGS.output else sys.stdout

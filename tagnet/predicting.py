@@ -1,14 +1,16 @@
-"""Prediction library: load a trained tagger, read images, return tags with scores."""
+"""Prediction library: load a trained tagger, read images, return tags with scores, grouped by
+category (thresholds: tagnet.thresholds; which tags an image gets: tagnet.selection)."""
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Mapping, Optional
 
 import numpy as np
 
-from tagnet import model_dir
+from tagnet import model_dir, thresholds as thresholds_lib
 from tagnet.build import IMAGE_EXTENSIONS, square_image
 from tagnet.cli import TagnetError
+from tagnet.contract import CATEGORIES
 
 
 def list_images(root: str) -> List[str]:
@@ -36,35 +38,45 @@ def input_files(path: str) -> List[str]:
 
 
 class Tagger:
+    """A trained tagger and how it picks tags: thresholds per tag resolved by
+    tagnet.thresholds.resolve (`threshold`, `category_thresholds`, `per_tag`: see there), rating
+    as one choice, `mcut` per image (tagnet.selection), plus the `top_k` best tags."""
+
     def __init__(self, path: str, threshold: Optional[float] = None, per_tag: bool = True,
-                 top_k: int = 0):
+                 top_k: int = 0, category_thresholds: Optional[Mapping[str, float]] = None,
+                 mcut: bool = False):
         try:
             self.model, self.cfg = model_dir.load(path)
         except model_dir.ModelDirError as e:
             raise TagnetError(str(e)) from None
         self.tags = self.cfg["tags"]
+        self.categories = model_dir.categories_of(self.cfg)
         self.size = int(self.cfg["image_size"])
         self.softmax = self.cfg["activation"] == "softmax"
-        self.top_k = top_k or (1 if self.softmax else 0)
-        saved = model_dir.load_thresholds(self.cfg["model_dir"], self.tags)
-        if threshold is not None:
-            self.thresholds, self.source = np.full(len(self.tags), float(threshold)), f"threshold {threshold}"
-        elif saved is not None and per_tag:
-            self.thresholds, self.source = saved["per_tag"], f"per-tag thresholds ({saved['source']})"
-        elif saved is not None:
-            self.thresholds = np.full(len(self.tags), saved["global"])
-            self.source = f"global threshold {saved['global']:.3f} ({saved['source']})"
-        else:
-            t = 1.01 if self.softmax else 0.5
-            self.thresholds, self.source = np.full(len(self.tags), t), "no saved thresholds: 0.5"
+        self.top_k = top_k
+        self.mcut = mcut
+        saved = thresholds_lib.load(self.cfg["model_dir"])
+        self.thresholds, self.source = thresholds_lib.resolve(
+            self.tags, self.categories, saved, threshold=threshold,
+            category_thresholds=category_thresholds, per_tag=per_tag, softmax=self.softmax)
         import tensorflow as tf
+
+        from tagnet import selection
         act = tf.nn.softmax if self.softmax else tf.sigmoid
-        self._run = tf.function(lambda x: act(tf.cast(self.model(x, training=False), tf.float32)),
-                                reduce_retracing=True)
+
+        def run(x):
+            scores = act(tf.cast(self.model(x, training=False), tf.float32))
+            return scores, selection.select(scores, self.categories, self.thresholds, mcut=mcut,
+                                            softmax=self.softmax)
+        self._run = tf.function(run, reduce_retracing=True)
 
     def describe_threshold(self) -> str:
-        return f"{self.cfg['backbone']} with {len(self.tags)} tags, {self.source}" + (
-            f", top {self.top_k}" if self.top_k else "")
+        cats = {c: self.categories.count(c) for c in CATEGORIES if c in self.categories}
+        return (f"{self.cfg['backbone']} with {len(self.tags)} tags ("
+                + ", ".join(f"{n} {c}" for c, n in cats.items()) + f"), thresholds: {self.source}"
+                + (", MCut per image" if self.mcut else "")
+                + (", top class always" if self.softmax else "")
+                + (f", top {self.top_k}" if self.top_k else ""))
 
     def load_image(self, path: str) -> np.ndarray:
         from PIL import Image
@@ -73,14 +85,31 @@ class Tagger:
             return np.asarray(square_image(img, self.size), np.float32)
 
     def scores(self, images: np.ndarray) -> np.ndarray:
-        return self._run(np.asarray(images, np.float32)).numpy()
+        return self.predict(images)[0]
 
-    def tags_for(self, scores: np.ndarray) -> Dict[str, float]:
-        keep = set(np.flatnonzero(scores >= self.thresholds).tolist())
+    def predict(self, images: np.ndarray):
+        """-> (scores [B, T], picked bool [B, T])."""
+        scores, picked = self._run(np.asarray(images, np.float32))
+        return scores.numpy(), picked.numpy()
+
+    def tags_for(self, scores: np.ndarray, picked: Optional[np.ndarray] = None) -> Dict:
+        """{"tags": {tag: score} highest first, "by_category": {category: {tag: score}}} (every
+        category of the vocabulary, possibly empty)."""
+        if picked is None:
+            import tensorflow as tf
+
+            from tagnet import selection
+            picked = selection.select(tf.constant(scores[None], tf.float32), self.categories,
+                                      self.thresholds, mcut=self.mcut, softmax=self.softmax)[0].numpy()
+        keep = set(np.flatnonzero(picked).tolist())
         if self.top_k:
             keep |= set(np.argsort(-scores)[: self.top_k].tolist())
         order = sorted(keep, key=lambda j: -scores[j])
-        return {self.tags[j]: round(float(scores[j]), 4) for j in order}
+        flat = {self.tags[j]: round(float(scores[j]), 4) for j in order}
+        by_category: Dict[str, Dict[str, float]] = {c: {} for c in CATEGORIES if c in self.categories}
+        for j in order:
+            by_category[self.categories[j]][self.tags[j]] = flat[self.tags[j]]
+        return {"tags": flat, "by_category": by_category}
 
     def tag_files(self, files: List[str], batch_size: int = 16, progress: bool = False) -> Iterator[Dict]:
         from tqdm import tqdm
@@ -92,11 +121,11 @@ class Tagger:
                     images.append(self.load_image(f))
                 except (OSError, ValueError) as e:
                     bad[f] = f"{type(e).__name__}: {e}"
-            scores = iter(self.scores(np.stack(images))) if images else iter(())
+            rows = zip(*self.predict(np.stack(images))) if images else iter(())
             for f in chunk:
                 if f in bad:
                     yield {"file": f, "error": bad[f]}
                 else:
-                    yield {"file": f, "tags": self.tags_for(next(scores))}
+                    yield {"file": f, **self.tags_for(*next(rows))}
             bar.update(len(chunk))
         bar.close()

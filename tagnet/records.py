@@ -2,10 +2,13 @@
 import this module; nothing else knows the feature keys or the dataset.json layout.
 
 A dataset folder holds:
-  dataset.json      schema name and version, task, image size, vocabulary file and size, per-split
-                    example counts and shard names, the command that built it
-  tags.txt          the vocabulary: one tag a line, ``tag<TAB>count`` (count over the whole set);
-                    line i (0-based) is tag index i
+  dataset.json      schema name and version, task, image size, vocabulary file and size, each
+                    tag's category (``tag_categories``, in vocabulary order), per-split example
+                    counts and shard names, the command that built it
+  tags.txt          the vocabulary: one tag a line, ``tag<TAB>count<TAB>category`` (count over the
+                    whole set; category one of contract.CATEGORIES); line i (0-based) is tag index i
+
+Version 1 folders (``tag<TAB>count``, no ``tag_categories``) still load: every tag is general.
   <split>-NNNNN-of-MMMMM.tfrecord
                     one tf.train.Example per image (see FEATURES)
 """
@@ -19,10 +22,12 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from tagnet.contract import DATASET_JSON, TAGS_TXT, shard_names  # noqa: F401  (records.X for its readers)
+from tagnet.contract import (CATEGORIES, DATASET_JSON, DEFAULT_CATEGORY, TAGS_TXT,  # noqa: F401
+                             shard_names)  # (records.X for its readers)
 
 SCHEMA = "tagnet.tags"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: no tag categories
 TASKS = ("multi_label", "single_label")
 
 # Feature keys.
@@ -71,36 +76,54 @@ def make_example(encoded: bytes, height: int, width: int, tags: Sequence[int], s
     }))
 
 
-def write_vocabulary(path: str, tags: Sequence[str], counts: Sequence[int]) -> None:
+def check_categories(categories: Sequence[str], where: str = "") -> List[str]:
+    """The categories as a list; DatasetError naming the first unknown one."""
+    bad = [c for c in categories if c not in CATEGORIES]
+    if bad:
+        raise DatasetError(f"{where}unknown tag category {bad[0]!r}; choose from {', '.join(CATEGORIES)}")
+    return list(categories)
+
+
+def write_vocabulary(path: str, tags: Sequence[str], counts: Sequence[int],
+                     categories: Optional[Sequence[str]] = None) -> None:
+    """tags.txt: ``tag<TAB>count<TAB>category`` lines (category general when not given)."""
+    categories = check_categories(categories or [DEFAULT_CATEGORY] * len(tags))
     with open(path, "w", encoding="utf-8") as f:
-        for tag, count in zip(tags, counts):
+        for tag, count, cat in zip(tags, counts, categories):
             if "\t" in tag or "\n" in tag:
                 raise DatasetError(f"tag {tag!r} contains a tab or newline")
-            f.write(f"{tag}\t{int(count)}\n")
+            f.write(f"{tag}\t{int(count)}\t{cat}\n")
 
 
-def read_vocabulary(path: str) -> Tuple[List[str], List[int]]:
-    tags, counts = [], []
+def read_vocabulary(path: str, with_categories: bool = False):
+    """-> (tags, counts), or (tags, counts, categories) with ``with_categories``; lines without a
+    category (version 1) are general."""
+    tags, counts, cats = [], [], []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             line = line.rstrip("\n")
             if not line:
                 continue
-            tag, _, count = line.partition("\t")
+            tag, _, rest = line.partition("\t")
+            count, _, cat = rest.partition("\t")
             try:
                 counts.append(int(count) if count else 0)
             except ValueError:
-                raise DatasetError(f"{path}:{n}: expected 'tag<TAB>count', got {line!r}") from None
+                raise DatasetError(f"{path}:{n}: expected 'tag<TAB>count<TAB>category', "
+                                   f"got {line!r}") from None
             tags.append(tag)
-    return tags, counts
+            cats.append(cat or DEFAULT_CATEGORY)
+    check_categories(cats, f"{path}: ")
+    return (tags, counts, cats) if with_categories else (tags, counts)
 
 
 def write_dataset_info(dataset_dir: str, *, task: str, image_size: int, tags: Sequence[str],
                        splits: Dict[str, Dict], categories: Optional[Sequence[str]] = None,
-                       source: str = "", command: Optional[Sequence[str]] = None,
-                       extra: Optional[Dict] = None) -> Dict:
+                       tag_categories: Optional[Sequence[str]] = None, source: str = "",
+                       command: Optional[Sequence[str]] = None, extra: Optional[Dict] = None) -> Dict:
     """Writes dataset.json. ``splits`` maps split name -> {"count": int, "shards": [names],
-    "tag_counts": [per-tag positives in that split]}."""
+    "tag_counts": [per-tag positives in that split]}; ``categories``: the Danbooru categories the
+    builder kept; ``tag_categories``: each tag's category (default general)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}")
     info = {
@@ -111,6 +134,7 @@ def write_dataset_info(dataset_dir: str, *, task: str, image_size: int, tags: Se
         "vocabulary": TAGS_TXT,
         "num_tags": len(tags),
         "categories": list(categories or []),
+        "tag_categories": check_categories(tag_categories or [DEFAULT_CATEGORY] * len(tags)),
         "source": source,
         "splits": splits,
         "command": list(command if command is not None else sys.argv),
@@ -127,11 +151,13 @@ def write_dataset_info(dataset_dir: str, *, task: str, image_size: int, tags: Se
 class DatasetInfo:
     """dataset.json after the checks, plus the vocabulary."""
 
-    def __init__(self, dataset_dir: str, info: Dict, tags: List[str], counts: List[int]):
+    def __init__(self, dataset_dir: str, info: Dict, tags: List[str], counts: List[int],
+                 categories: Optional[List[str]] = None):
         self.dataset_dir = dataset_dir
         self.info = info
         self.tags = tags
         self.tag_counts = counts
+        self.tag_categories = categories or [DEFAULT_CATEGORY] * len(tags)
 
     task = property(lambda self: self.info["task"])
     image_size = property(lambda self: int(self.info["image_size"]))
@@ -176,15 +202,18 @@ def load_dataset_info(dataset_dir: str, check_shards: bool = True) -> DatasetInf
     if info.get("schema") != SCHEMA:
         raise DatasetError(f"{path}: schema is {info.get('schema')!r}, expected {SCHEMA!r} "
                            f"(is this a face dataset rather than a tag dataset?)")
-    if info.get("schema_version") != SCHEMA_VERSION:
+    if info.get("schema_version") not in READABLE_VERSIONS:
         raise DatasetError(f"{path}: schema version {info.get('schema_version')} but this code "
-                           f"reads version {SCHEMA_VERSION}; rebuild the dataset")
+                           f"reads versions {', '.join(map(str, READABLE_VERSIONS))}; rebuild the dataset")
     if info.get("task") not in TASKS:
         raise DatasetError(f"{path}: task {info.get('task')!r} is not one of {TASKS}")
     vocab = os.path.join(dataset_dir, info.get("vocabulary", TAGS_TXT))
     if not os.path.isfile(vocab):
         raise DatasetError(f"{dataset_dir}: vocabulary {vocab} is missing")
-    tags, counts = read_vocabulary(vocab)
+    tags, counts, cats = read_vocabulary(vocab, with_categories=True)
+    if "tag_categories" in info and list(info["tag_categories"]) != cats:
+        raise DatasetError(f"{dataset_dir}: the tag categories of {os.path.basename(vocab)} and "
+                           f"{DATASET_JSON} differ; the folder is inconsistent")
     if len(tags) != info.get("num_tags"):
         raise DatasetError(f"{dataset_dir}: {os.path.basename(vocab)} has {len(tags)} tags but "
                            f"{DATASET_JSON} says {info.get('num_tags')}; the folder is inconsistent")
@@ -196,7 +225,7 @@ def load_dataset_info(dataset_dir: str, check_shards: bool = True) -> DatasetInf
             if missing:
                 raise DatasetError(f"{dataset_dir}: split {split!r} is missing shard(s) "
                                    f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
-    return DatasetInfo(dataset_dir, info, tags, counts)
+    return DatasetInfo(dataset_dir, info, tags, counts, cats)
 
 
 def parse_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from tagnet import backbones, batch_norm, data, losses, metrics, model_dir, records
+from tagnet import backbones, batch_norm, data, losses, metrics, model_dir, records, thresholds
 from tagnet.cli import TagnetError
 from tagnet.contract import RUN_JSON
 
@@ -476,10 +476,11 @@ def _train(cfg: TrainConfig, log) -> Dict:
             model_dir.save(model, out, backbone=spec.name, image_size=image_size, tags=tags,
                            activation=activation, task=info.task, step=int(step.numpy()),
                            metrics=clean, dataset_dir=os.path.abspath(cfg.dataset_dir),
-                           tag_counts=info.tag_counts, extra={"dropout": cfg.dropout, "loss": loss_name})
+                           tag_counts=info.tag_counts, tag_categories=info.tag_categories,
+                           extra={"dropout": cfg.dropout, "loss": loss_name})
         if res is not None and "_y" in res and np.isfinite(res["threshold"]):
-            per_tag = metrics.per_tag_thresholds(res["_y"], res["_s"], res["threshold"], min_positives=2)
-            model_dir.save_thresholds(out, res["threshold"], per_tag, tags, "validation split, during training")
+            thresholds.save(out, thresholds.tune(res["_y"], res["_s"], tags, info.tag_categories,
+                                                 source="validation split, during training"))
         return out
 
     last_val: Dict = {}
