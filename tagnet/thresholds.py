@@ -112,9 +112,9 @@ def resolve(tags: Sequence[str], categories: Sequence[str], saved: Optional[Thre
         elif threshold is not None:
             v, why = threshold, f"threshold {threshold:g}"
         elif saved is not None and per_tag and tag in saved.per_tag:
-            v, why = saved.per_tag[tag], "saved per-tag"
+            v, why = saved.per_tag[tag], "saved per-tag thresholds"
         elif saved is not None and cat in saved.per_category:
-            v, why = saved.per_category[cat], "saved per-category"
+            v, why = saved.per_category[cat], "saved per-category thresholds"
         elif saved is not None:
             v, why = saved.global_, f"saved global {saved.global_:.3f}"
         else:
