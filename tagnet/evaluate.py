@@ -96,7 +96,7 @@ def main(argv):
                                            "mAP": out["model"]["mAP"] - base["mAP"]}
             print(f"model - baseline: " + ", ".join(f"{k} {v:+.4f}" for k, v in
                                                     out["margin_over_baseline"].items()))
-    print(json.dumps(out, allow_nan=True))
+    print(json.dumps(out))
 
 
 def run():
