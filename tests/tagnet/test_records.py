@@ -172,3 +172,35 @@ def test_build_tfrecords_task_tags_runs_the_tag_builder(tmp_path):
     assert os.path.exists(tmp_path / "ds" / "tags.txt")
     bad = subprocess.run(cmd + [f"--output_dir={tmp_path / 'x'}"], capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and "exactly one source" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_categories_from_csv_prefixes_and_class_folders_and_version_1_folders(tmp_path):
+    assert build.split_category("character:gawr_gura") == ("gawr_gura", "character")
+    assert build.split_category("rating:s") == ("rating:s", "rating")
+    assert build.split_category("re:zero", "character") == ("re:zero", "character")
+    assert build.split_category(":d") == (":d", "general")
+    d = tmp_path / "src"
+    _img(str(d / "a.png"), (255, 0, 0))
+    _img(str(d / "b.png"), (0, 0, 255))
+    (d / "labels.csv").write_text("a.png,smile character:gawr_gura rating:s\nb.png,smile ina rating:q\n")
+    items, _ = build.items_from_csv(str(d / "labels.csv"), category="copyright")
+    out = str(tmp_path / "ds")
+    build.write_dataset(items, out, image_size=16, validation_fraction=0.0, progress=False)
+    info = records.load_dataset_info(out)
+    assert dict(zip(info.tags, info.tag_categories)) == {
+        "smile": "copyright", "gawr_gura": "character", "ina": "copyright", "rating:q": "rating",
+        "rating:s": "rating"}
+    with pytest.raises(build.BuildError, match="unknown tag category 'characters'"):
+        build.items_from_class_folders(str(d), category="characters")
+    # A version 1 folder (tag<TAB>count, no tag_categories) loads with every tag general.
+    meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    del meta["tag_categories"]
+    (tmp_path / "ds" / "dataset.json").write_text(json.dumps({**meta, "schema_version": 1}))
+    vocab = tmp_path / "ds" / "tags.txt"
+    vocab.write_text("".join("\t".join(l.split("\t")[:2]) + "\n" for l in vocab.read_text().splitlines()))
+    old = records.load_dataset_info(out)
+    assert old.tags == info.tags and old.tag_categories == ["general"] * len(info.tags)
+    # Categories that disagree between tags.txt and dataset.json are refused.
+    (tmp_path / "ds" / "dataset.json").write_text(json.dumps({**meta, "tag_categories": ["meta"] * 5}))
+    with pytest.raises(records.DatasetError, match="categories .* differ"):
+        records.load_dataset_info(out)
