@@ -14,7 +14,7 @@ keras = pytest.importorskip("keras")
 
 from tests.helpers import MARK_COLORS, make_faces  # noqa: E402
 from translate.datasets import builder  # noqa: E402
-from translate.evaluation import common, paired, report
+from translate.evaluation import common, paired, report as reporting
 from translate.models import registry
 from translate.inference import loading
 from translate.faces import synthetic
@@ -55,7 +55,7 @@ def test_trained_pix2pix_report_has_every_metric(p2p, tmp_path):
     dataset, run = p2p
     t = loading.load(run)
     cfg = common.EvalConfig(dataset_dir=dataset, progress=False, html_examples=2)
-    report, images = report.evaluate_run(t, cfg, common.anime_detector())
+    report, images = reporting.evaluate_run(t, cfg, common.anime_detector())
     m = report["metrics"]
     assert report["kind"] == "paired" and report["step"] == 2 and m["num_examples"] >= 2
     for key in ("l1", "psnr", "ssim"):
@@ -76,7 +76,7 @@ def test_trained_pix2pix_report_has_every_metric(p2p, tmp_path):
     again, _ = paired.evaluate_pix2pix(t, cfg, None)
     assert again["l1"] == m["l1"]
 
-    out = report.write_reports(str(tmp_path / "out"), {"a": report, "b": report},
+    out = reporting.write_reports(str(tmp_path / "out"), {"a": report, "b": report},
                                    {"a": images, "b": images})
     summary = json.loads(open(out["json"]).read())
     assert set(summary["runs"]) == {"a", "b"} and len(summary["table"]["rows"]) == 2
@@ -180,14 +180,14 @@ def test_unpaired_family_through_the_registry(tmp_path):
     nets = _build_fake(flags)
     tf.train.Checkpoint(**nets).save(str(run / "ckpt"))
     t = loading.load(str(run))
-    assert report.family(t) == "unpaired"
+    assert reporting.family(t) == "unpaired"
 
     def features(images):  # cheap stand-in for Inception: 4x4 colour thumbnails
         return tf.reshape(tf.image.resize(images[..., :3], [4, 4], antialias=True), [len(images), -1]).numpy()
 
     cfg = common.EvalConfig(dataset_dir=str(tmp_path / "ds"), split="train", progress=False,
                                 kid_subsets=5)
-    report, images = report.evaluate_run(t, cfg, mark_detector, features)
+    report, images = reporting.evaluate_run(t, cfg, mark_detector, features)
     m = report["metrics"]
     assert m["landmark_channel"] and m["landmark_output"]
     # identity generators: perfect cycles and layers, outputs are the photos themselves
@@ -200,9 +200,9 @@ def test_unpaired_family_through_the_registry(tmp_path):
     assert fk["photo_to_anime"]["fid"] > 0 and fk["photo_to_anime"]["kid_subset_size"] == 5
     assert m["skipped"] == {}
 
-    report2, _ = report.evaluate_run(t, cfg)  # no detector, no Inception: said, not hidden
+    report2, _ = reporting.evaluate_run(t, cfg)  # no detector, no Inception: said, not hidden
     assert set(report2["metrics"]["skipped"]) == {"landmark_fidelity", "fid_kid"}
-    out = report.write_reports(str(tmp_path / "out"), {"lm": report, "plain": report2},
+    out = reporting.write_reports(str(tmp_path / "out"), {"lm": report, "plain": report2},
                                    {"lm": images, "plain": images})
     table = json.loads(open(out["json"]).read())["table"]
     assert "FID p→a" in table["header"] and table["rows"][1][table["header"].index("FID p→a")] == "–"

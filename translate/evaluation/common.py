@@ -96,7 +96,7 @@ def memoised(features: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarr
     return call
 
 
-def progress(it, total: int, desc: str, enabled: bool):
+def progress_bar(it, total: int, desc: str, enabled: bool):
     if not enabled:
         return it
     from tqdm import tqdm
@@ -120,7 +120,7 @@ def read_examples(dataset_dir: str, split: str, domain: str, image_size: int, ta
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def batches(n: int, size: int):
+def batch_ranges(n: int, size: int):
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
@@ -164,7 +164,7 @@ def landmark_fidelity(images_u8: np.ndarray, points: np.ndarray, mask: np.ndarra
     size = images_u8.shape[1]
     found, errors = [], {n: [] for n in POINT_NAMES}
     per_image = []
-    for img, pts, m in progress(zip(images_u8, points, mask), len(images_u8), desc, progress):
+    for img, pts, m in progress_bar(zip(images_u8, points, mask), len(images_u8), desc, progress):
         det = detector(img)
         found.append(det)
         if det is None:

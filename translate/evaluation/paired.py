@@ -33,8 +33,8 @@ import tensorflow as tf
 from translate.datasets import pipelines as data, landmarks, records
 from translate.faces.colors import estimate_colors
 from translate.faces.schema import COLOR_NAMES, POINT_NAMES
-from translate.evaluation.common import (Detector, EvalConfig, EvalError, MEMO_SIZE, batches,
-    downsample, fidelity_with_reference, landmark_fidelity, mean, progress, read_examples,
+from translate.evaluation.common import (Detector, EvalConfig, EvalError, MEMO_SIZE,
+    downsample, fidelity_with_reference, landmark_fidelity, mean, progress_bar, read_examples,
     rms_distances, run_network, scale_points, to_uint8)
 
 
@@ -65,7 +65,7 @@ def evaluate_pix2pix(translator, cfg: EvalConfig, detector: Optional[Detector] =
     shifted_out = []
     sens = {k: {"out": [], "layer": [], "move": []} for k in perturb}
     lo = 0
-    batches = progress(_pix2pix_pairs(cfg, condition, s), math.ceil(n / cfg.batch_size),
+    batches = progress_bar(_pix2pix_pairs(cfg, condition, s), math.ceil(n / cfg.batch_size),
                         "pix2pix batches", cfg.progress)
     for b, (inputs, target) in enumerate(batches):
         hi = lo + len(inputs)
@@ -206,7 +206,7 @@ def _memorisation(outputs_u8, targets, cfg: EvalConfig, s: int):
         ds, count = data.examples(cfg.dataset_dir, cfg.train_split, "anime", info=info,
                                   image_size=s, shuffle_buffer=1, verify=False)
         batches = ds.map(lambda ex: ex["image"]).batch(64)
-        for imgs in progress(batches, math.ceil(count / 64), desc, cfg.progress):
+        for imgs in progress_bar(batches, math.ceil(count / 64), desc, cfg.progress):
             imgs = imgs.numpy()
             yield imgs, downsample(imgs, MEMO_SIZE)
 

@@ -20,8 +20,8 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 
 from translate.datasets import landmarks
-from translate.evaluation.common import (Detector, EvalConfig, batches, fidelity_with_reference,
-    mean, progress, read_examples, run_network, to_uint8)
+from translate.evaluation.common import (Detector, EvalConfig, batch_ranges, fidelity_with_reference,
+    mean, progress_bar, read_examples, run_network, to_uint8)
 
 
 def _channels(model, which: str) -> Optional[int]:
@@ -53,7 +53,7 @@ def evaluate_unpaired(translator, cfg: EvalConfig, detector: Optional[Detector] 
     def cycle(ex, first, second, tag):
         fakes, recs, l1, layer_l1, layer_cyc = [], [], [], [], []
         n = len(ex["image"])
-        for b, (lo, hi) in enumerate(progress(batches(n, cfg.batch_size),
+        for b, (lo, hi) in enumerate(progress_bar(batch_ranges(n, cfg.batch_size),
                                                math.ceil(n / cfg.batch_size), f"{tag} batches",
                                                cfg.progress)):
             x = with_layer(ex["image"][lo:hi], ex, lo, hi)
