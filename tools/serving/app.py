@@ -41,9 +41,10 @@ from tools.serving.repository import Repository, ServingError, parse_number, scr
 
 MODEL_PATH_RE = re.compile(
     r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
-    r"(?P<verb>/metadata|:[A-Za-z]+)?/?$")
-# statuses after which the rest of the request body may be unread: the connection is closed
-CLOSE_AFTER = (408, 413, 503)
+    r"(?P<verb>/metadata|:[A-Za-z]+)?/?\Z")
+# A body timed out: the connection is closed. After other early answers (413, 503) uvicorn reads
+# and drops the rest of the body (no memory kept), so that clients still get to read the answer.
+CLOSE_AFTER = (408,)
 log = logging.getLogger("tools.serving")
 
 
@@ -127,7 +128,7 @@ class Server:
 
     # --- /v1/models/... ---------------------------------------------------------------------
     async def models(self, request: Request) -> Response:
-        rest = request.path_params["rest"]
+        rest = request.scope["path"][len("/v1/models/"):]  # not path_params: its ".*" stops at "\n"
         m = MODEL_PATH_RE.match(rest)
         if not m:
             raise ServingError(404, f"no such endpoint: {request.url.path}")

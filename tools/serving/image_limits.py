@@ -8,6 +8,10 @@ bypassed. The readers follow the decoders, not stricter libraries: libjpeg skips
 markers (TEM, RST) and stray bytes between segments, libpng reads IHDR before any CRC of a later
 chunk is checked, giflib reads every frame (so a GIF counts frames x canvas), TF's BMP reader takes
 width and height at fixed offsets.
+
+Animated WebP is refused: TensorFlow 2.21's WebP decoder corrupted the heap and aborted the
+process on small animated files (Pillow-written, 40x40 px, 2-3 frames), with or without
+expand_animations.
 """
 from __future__ import annotations
 
@@ -141,13 +145,16 @@ def _webp(data: bytes) -> Tuple[int, int, int]:
     if fourcc == b"VP8X":
         w = int.from_bytes(body[4:7], "little") + 1
         h = int.from_bytes(body[7:10], "little") + 1
-        frames = 0
+        animated = bool(body[0] & 0x02)
         j = i + 8 + size + (size & 1)
-        while j + 8 <= n:  # count animation frames (ANMF chunks)
-            frames += data[j:j + 4] == b"ANMF"
+        while j + 8 <= n and not animated:  # ANIM / ANMF chunks without the flag
+            animated = data[j:j + 4] in (b"ANIM", b"ANMF")
             j += 8 + struct.unpack("<I", data[j + 4:j + 8])[0]
             j += j & 1
-        return w, h, max(1, frames)
+        if animated:
+            raise UnsizableImage("animated WebP is not accepted (TensorFlow's decoder is unsafe "
+                                 "with it)")
+        return w, h, 1
     return 0, 0, 0
 
 
