@@ -555,3 +555,38 @@ def test_help_says_the_model_base_path_is_trusted_like_code():
     for flag in ("--max_batch_size", "--max_queued", "--pipeline_workers", "--max_connections",
                  "--header_timeout", "--body_timeout", "--allowed_hosts", "--cors_allow_origin"):
         assert flag in r.stdout, flag
+
+
+def test_serve_cli_applies_the_bounds(tmp_path):
+    """tools/serve.py wires the limits into uvicorn: Host check, head timeout, connection cap."""
+    import re
+    base = tmp_path / "models"
+    save(HalfPlus(3.0), str(base / "half" / "1"))
+    cli = os.path.join(ROOT, "tools", "serve.py")
+    proc = subprocess.Popen([sys.executable, cli, f"--model_base_path={base}", "--rest_api_port=0",
+                             "--header_timeout=1", "--max_connections=3", "--log_level=critical"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        m = None
+        deadline = time.time() + 120
+        while m is None and time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert m, "the server did not start"
+        served = {"port": int(m.group(1))}
+        status, _, body = call(served, "POST", "/v1/models/half:predict", {"instances": [1.0]})
+        assert status == 200 and json.loads(body) == {"predictions": [3.5]}
+        status, _, _ = call(served, "GET", "/v1/models/half", headers={"Host": "attacker.example"})
+        assert status == 400
+        idle = [raw_connection(served) for _ in range(4)]
+        replies = [read_until_closed(s, 4.0) for s in idle]
+        assert sum(r.startswith(b"HTTP/1.1 503") for r in replies) == 1, replies
+        assert sum(r.startswith(b"HTTP/1.1 408") for r in replies) == 3, replies
+        for s in idle:
+            s.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -41,7 +41,14 @@ class WorkQueue:
             self.admitted -= 1
 
     async def run(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        """fn(*args) on a pool thread. If the request is cancelled, its place is kept until the
+        thread is done, so cancelled requests cannot pile work up behind the cap."""
+        job = asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            await asyncio.wait([job])
+            raise
 
     def shutdown(self, wait: bool = False) -> None:
         self.pool.shutdown(wait=wait, cancel_futures=True)
