@@ -14,7 +14,12 @@ starts the server as a subprocess on a free loopback port, and per model measure
      counts the server's CPU between requests too, measured at <= 0.2 ms in the 100 ms after a
      request, so TF's thread pools do not spin on after a call);
   3. --clients concurrent clients (keep-alive connections) for --duration s: requests/s, p50 and
-     p99 latency, failed requests (must be 0).
+     p99 latency, failed requests (must be 0), and the server's resident memory (VmRSS) after
+     it and at its peak (VmHWM);
+  4. with --pipeline_clients=N (needs both models): step 3 for the tagger again while N clients
+     keep posting photos to /v1/pipelines/photo2anime?model=translator (the :predict figures
+     under that contention, and the pipeline's answers by status: 503 is its queue refusing).
+--server_args passes flags to tools/serve.py (e.g. "--workers=2 --max_queued=8").
 --server_timing starts the server with its Server-Timing header and adds the median server-side
 phases of step 2 (read, queue, parse, model, encode, back; the header costs < 0.05 ms), so the
 model's time inside the server can be compared with the in-process call.
@@ -208,10 +213,65 @@ def load(port, path, body, clients, seconds):
             "first_failures": failures[:3]}
 
 
-def start_server(base, server_timing=False):
+def memory_mb(pid):
+    """(VmRSS, VmHWM) of a process in MB (Linux /proc), or (None, None)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return tuple(int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM"))
+    except (OSError, KeyError, ValueError):
+        return None, None
+
+
+def photo_request():
+    """The astronaut photo (one face) as JPEG bytes, for the photo2anime pipeline."""
+    from PIL import Image
+    from skimage import data
+    buf = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def with_pipeline_load(port, path, body, clients, seconds, pipeline_clients):
+    """load() while `pipeline_clients` threads post photos to the pipeline; -> (load() result,
+    {pipeline status: count})."""
+    photo, stop, statuses, lock = photo_request(), threading.Event(), {}, threading.Lock()
+
+    def pipeline_client():
+        conn = connect(port)
+        while not stop.is_set():
+            try:
+                conn.request("POST", "/v1/pipelines/photo2anime?model=translator", body=photo,
+                             headers={"Content-Type": "image/jpeg"})
+                r = conn.getresponse()
+                r.read()
+                key = str(r.status)
+                if r.status == 503:
+                    time.sleep(float(r.getheader("Retry-After") or 1))
+            except (OSError, http.client.HTTPException) as e:
+                key = type(e).__name__
+                conn.close()
+                conn = connect(port)
+            with lock:
+                statuses[key] = statuses.get(key, 0) + 1
+        conn.close()
+    threads = [threading.Thread(target=pipeline_client) for _ in range(pipeline_clients)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)  # the pipeline is busy before :predict is measured
+    try:
+        result = load(port, path, body, clients, seconds)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(120)
+    return result, statuses
+
+
+def start_server(base, server_timing=False, server_args=()):
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "serve.py"),
                              f"--model_base_path={base}", "--rest_api_port=0"]
-                            + (["--server_timing"] if server_timing else []),
+                            + (["--server_timing"] if server_timing else []) + list(server_args),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
@@ -232,6 +292,10 @@ def main():
     ap.add_argument("--translator_size", type=int, default=128)
     ap.add_argument("--server_timing", action="store_true",
                     help="report the server's own per-phase times (Server-Timing header)")
+    ap.add_argument("--pipeline_clients", type=int, default=0,
+                    help="clients posting to the photo2anime pipeline during a repeat of the "
+                         "tagger's concurrent load (needs both models)")
+    ap.add_argument("--server_args", default="", help="extra tools/serve.py flags, space-separated")
     args = ap.parse_args()
     single = args.single_duration or args.duration / 2
     models = [m for m in args.models.split(",") if m]
@@ -252,7 +316,7 @@ def main():
             paths["translator"] = build_translator(base, args.translator_size)
             requests["translator"] = translator_request()
         callers = {name: in_process_caller(paths[name], requests[name][0]) for name in models}
-        proc, port = start_server(base, args.server_timing)
+        proc, port = start_server(base, args.server_timing, args.server_args.split())
         try:
             for name in models:
                 path = f"/v1/models/{name}:predict"
@@ -282,6 +346,7 @@ def main():
                 if phases:
                     r["server_phases_ms"] = phases
                 r.update({f"c{args.clients}_{k}": v for k, v in many.items() if k != "first_failures"})
+                r["server_rss_mb"], r["server_peak_rss_mb"] = memory_mb(proc.pid)
                 r["failed"] = len(bad) + many["failed"]
                 r["server_vs_inproc_rate"] = many["rps"] / r["inproc_per_s"]
                 print(f"{name}: in process {r['inproc_ms']:.2f} ms per batch-1 call "
@@ -293,14 +358,30 @@ def main():
                       f"ms in the server, {100 * r.get('overhead_cpu_share', float('nan')):.1f}%); "
                       f"{args.clients} clients: {many['rps']:.1f} req/s "
                       f"({r['server_vs_inproc_rate']:.2f}x the in-process rate), p50 "
-                      f"{many['p50_ms']:.1f} ms, p99 {many['p99_ms']:.1f} ms, failed {r['failed']}",
-                      flush=True)
+                      f"{many['p50_ms']:.1f} ms, p99 {many['p99_ms']:.1f} ms, failed {r['failed']}; "
+                      f"server RSS {r['server_rss_mb'] or float('nan'):.0f} MB "
+                      f"(peak {r['server_peak_rss_mb'] or float('nan'):.0f} MB)", flush=True)
                 if phases:
                     print(f"  inside the server (medians, ms): "
                           + ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
                           + f"; model {phases.get('model', float('nan')):.2f} in the server vs "
                           f"{r['inproc_ms']:.2f} in process", flush=True)
                 for f in bad[:3] + many["first_failures"]:
+                    print(f"  failure: {f}", flush=True)
+            if args.pipeline_clients and {"tagger", "translator"} <= set(models):
+                path, body = "/v1/models/tagger:predict", requests["tagger"][1]
+                many, statuses = with_pipeline_load(port, path, body, args.clients, args.duration,
+                                                    args.pipeline_clients)
+                rss, peak = memory_mb(proc.pid)
+                results["tagger_with_pipeline"] = {
+                    "pipeline_clients": args.pipeline_clients, "pipeline_statuses": statuses,
+                    **{f"c{args.clients}_{k}": v for k, v in many.items() if k != "first_failures"},
+                    "server_rss_mb": rss, "server_peak_rss_mb": peak}
+                print(f"tagger with {args.pipeline_clients} photo2anime clients: {many['rps']:.1f} "
+                      f"req/s, p50 {many['p50_ms']:.1f} ms, p99 {many['p99_ms']:.1f} ms, failed "
+                      f"{many['failed']}; pipeline answers {statuses}; server RSS "
+                      f"{rss or float('nan'):.0f} MB (peak {peak or float('nan'):.0f} MB)", flush=True)
+                for f in many["first_failures"]:
                     print(f"  failure: {f}", flush=True)
         finally:
             proc.terminate()
@@ -309,6 +390,8 @@ def main():
     print(f"machine load average (1 min) at the end: {results['loadavg_1min_end']:.1f} on "
           f"{os.cpu_count()} CPUs; figures are noisy when it is far above the CPU count", flush=True)
     ok = all(results[n]["failed"] == 0 for n in models)
+    if "tagger_with_pipeline" in results:
+        ok = ok and results["tagger_with_pipeline"][f"c{args.clients}_failed"] == 0
     if "tagger" in models:
         ok = ok and results["tagger"]["overhead_share"] <= GOAL_OVERHEAD_SHARE
     results["ok"] = ok

@@ -13,6 +13,13 @@ version is served; a version added later is picked up on the next request, witho
        'localhost:8501/v1/pipelines/photo2anime?model=NAME' -o anime.png
 
 Binds to 127.0.0.1 unless --host says otherwise. Ctrl-C stops it (requests in flight finish).
+
+Trust: --model_base_path must be trusted like code. A SavedModel runs whatever TensorFlow ops it
+holds (reading and writing files included) and versions are picked up without a restart, so
+only people allowed to run code as this user may write there. Version folders that are symlinks
+leading outside the base path are ignored. The server answers only requests whose Host header
+names it (localhost, the bound address; --allowed_hosts adds names), against DNS rebinding, and
+refuses POSTs from other web origins unless --cors_allow_origin lists them.
 """
 from __future__ import annotations
 
@@ -23,12 +30,37 @@ import sys
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_base_path", None, "Folder with one sub-folder per model (NAME/<version>/).")
+flags.DEFINE_string("model_base_path", None,
+                    "Folder with one sub-folder per model (NAME/<version>/). Must be trusted like "
+                    "code: a SavedModel runs arbitrary TensorFlow ops (file reads and writes "
+                    "included), and new versions are loaded without a restart.")
 flags.DEFINE_integer("rest_api_port", 8501, "HTTP port (0 picks a free one and prints it).")
 flags.DEFINE_string("host", "127.0.0.1", "Address to bind; 0.0.0.0 exposes the server to the network.")
 flags.DEFINE_integer("max_body_bytes", 32 << 20, "Largest request body accepted (413 above it).")
-flags.DEFINE_integer("max_image_pixels", 40_000_000, "Largest image (width x height) accepted (413).")
+flags.DEFINE_integer("max_image_pixels", 40_000_000,
+                     "Largest image accepted, width x height x frames as read from its header "
+                     "(413 above; 400 for bytes that are not a JPEG, PNG, GIF, BMP or WebP image).")
+flags.DEFINE_integer("max_batch_size", 64, "Most instances in one :predict request (413 above).")
 flags.DEFINE_integer("workers", 4, "Threads running models (requests beyond them wait in a queue).")
+flags.DEFINE_integer("max_queued", 16, "Model requests waiting for a --workers thread; more get "
+                     "503 with Retry-After.")
+flags.DEFINE_integer("pipeline_workers", 1, "Threads running /v1/pipelines/photo2anime (apart from "
+                     "--workers, so the pipeline cannot hold up :predict).")
+flags.DEFINE_integer("pipeline_max_queued", 2, "Pipeline requests waiting for a thread; more get "
+                     "503 with Retry-After.")
+flags.DEFINE_integer("max_connections", 256, "Open connections; at the limit requests get 503, "
+                     "connections beyond it are closed at once.")
+flags.DEFINE_float("header_timeout", 10.0, "Seconds for a request's line and headers to arrive "
+                   "(408 and close after).")
+flags.DEFINE_integer("max_header_bytes", 64 << 10, "Largest request head (line and headers; 431).")
+flags.DEFINE_float("body_timeout", 60.0, "Seconds for a request body to arrive (408 after).")
+flags.DEFINE_integer("keep_alive_timeout", 5, "Seconds an idle keep-alive connection stays open.")
+flags.DEFINE_list("allowed_hosts", [], "Host header names answered besides localhost, 127.0.0.1, "
+                  "[::1] and the --host address (NAME for any port, NAME:PORT, or * for any); "
+                  "others get 400 (DNS rebinding).")
+flags.DEFINE_list("cors_allow_origin", [], "Web origins (e.g. https://app.example) whose pages may "
+                  "POST to the server and read the answers (CORS); * for any. POSTs with another "
+                  "Origin header get 403.")
 flags.DEFINE_integer("max_loaded_models", 8, "Model versions kept loaded (least recently used go).")
 flags.DEFINE_string("photo2anime_model", None, "Default translator for /v1/pipelines/photo2anime "
                     "when the request gives no ?model=.")
@@ -57,15 +89,25 @@ def main(argv):
         fail("--model_base_path is required (a folder of NAME/<version>/ SavedModels)")
     if not 0 <= FLAGS.rest_api_port <= 65535:
         fail(f"--rest_api_port={FLAGS.rest_api_port} is not a port number")
-    for name in ("max_body_bytes", "max_image_pixels", "workers", "max_loaded_models"):
+    for name in ("max_body_bytes", "max_image_pixels", "workers", "max_loaded_models",
+                 "max_batch_size", "pipeline_workers", "max_connections", "max_header_bytes",
+                 "keep_alive_timeout"):
         if getattr(FLAGS, name) < 1:
             fail(f"--{name} must be at least 1")
+    for name in ("max_queued", "pipeline_max_queued"):
+        if getattr(FLAGS, name) < 0:
+            fail(f"--{name} must be 0 or more")
+    for name in ("header_timeout", "body_timeout"):
+        if not getattr(FLAGS, name) > 0:
+            fail(f"--{name} must be a positive number of seconds")
     for name in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
         if getattr(FLAGS, name) < 0:
             fail(f"--{name} must be 0 (TF's default) or a number of threads")
     try:
         import uvicorn
+        from tools.serving.access import HostPolicy
         from tools.serving.app import Server, build_app, listen_socket
+        from tools.serving.connections import guarded_protocol
         from tools.serving.pipeline import Photo2Anime
         from tools.serving.repository import Repository, ServingError
     except ImportError as e:
@@ -89,15 +131,21 @@ def main(argv):
                 print(f"warning: {e.message}", file=sys.stderr)
     pipeline = Photo2Anime(repo, FLAGS.max_image_pixels, FLAGS.photo2anime_model)
     server = Server(repo, FLAGS.max_body_bytes, FLAGS.max_image_pixels, FLAGS.workers, pipeline,
-                    timing=FLAGS.server_timing)
-    config = uvicorn.Config(build_app(server), host=FLAGS.host, port=FLAGS.rest_api_port,
-                            log_level=FLAGS.log_level, access_log=FLAGS.log_level in ("info", "debug"))
-    userver = uvicorn.Server(config)
+                    timing=FLAGS.server_timing, max_batch_size=FLAGS.max_batch_size,
+                    max_queued=FLAGS.max_queued, pipeline_workers=FLAGS.pipeline_workers,
+                    pipeline_max_queued=FLAGS.pipeline_max_queued, body_timeout=FLAGS.body_timeout)
     try:
         sock = listen_socket(FLAGS.host, FLAGS.rest_api_port)
     except OSError as e:
         fail(f"cannot listen on {FLAGS.host}:{FLAGS.rest_api_port}: {e}")
     host, port = sock.getsockname()[:2]
+    app = build_app(server, HostPolicy(FLAGS.host, port, FLAGS.allowed_hosts), FLAGS.cors_allow_origin)
+    config = uvicorn.Config(
+        app, log_level=FLAGS.log_level, access_log=FLAGS.log_level in ("info", "debug"),
+        http=guarded_protocol(FLAGS.max_connections, FLAGS.header_timeout, FLAGS.max_header_bytes),
+        limit_concurrency=FLAGS.max_connections, timeout_keep_alive=FLAGS.keep_alive_timeout,
+        h11_max_incomplete_event_size=FLAGS.max_header_bytes)
+    userver = uvicorn.Server(config)
     print(f"serving {len(names)} model(s) from {repo.base} ({', '.join(names) or 'none yet'}) "
           f"on http://{host}:{port}", flush=True)
     try:
@@ -105,7 +153,7 @@ def main(argv):
     except KeyboardInterrupt:
         pass
     finally:
-        server.pool.shutdown(wait=False, cancel_futures=True)
+        server.shutdown()
 
 
 def run():

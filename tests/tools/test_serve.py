@@ -25,7 +25,9 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from tagnet import exporting as tagnet_export  # noqa: E402
 from tests.tagnet.test_export import S, TAGS, THRESHOLDS, encode, make_tagger, sigmoid  # noqa: E402
+from tools.serving.access import HostPolicy  # noqa: E402
 from tools.serving.app import Server, build_app, listen_socket  # noqa: E402
+from tools.serving.connections import guarded_protocol  # noqa: E402
 from tools.serving.pipeline import Photo2Anime  # noqa: E402
 from tools.serving.repository import Repository  # noqa: E402
 from tests.helpers import ROOT
@@ -97,7 +99,9 @@ def served(tmp_path_factory):
     server = Server(repo, max_body_bytes=MAX_BODY, max_image_pixels=MAX_PIXELS, workers=4,
                     pipeline=Photo2Anime(repo, MAX_PIXELS))
     sock = listen_socket("127.0.0.1", 0)
-    userver = uvicorn.Server(uvicorn.Config(build_app(server), log_level="error"))
+    app = build_app(server, HostPolicy("127.0.0.1", sock.getsockname()[1]))
+    userver = uvicorn.Server(uvicorn.Config(app, log_level="error",
+                                            http=guarded_protocol(64, 10.0, 64 << 10)))
     thread = threading.Thread(target=userver.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -108,7 +112,7 @@ def served(tmp_path_factory):
            "server": server}
     userver.should_exit = True
     thread.join(10)
-    server.pool.shutdown()
+    server.shutdown()
 
 
 def call(served, method, path, body=None, headers=None):
@@ -254,7 +258,7 @@ def test_translator_predict_and_photo2anime_pipeline(served):
     assert status == 200 and data3 != data  # another hair colour, the photo's own proportions
     cases = [
         ("?model=p2p", encode(np.full((200, 200, 3), 128, np.uint8)), 422, "no usable face"),
-        ("?model=p2p", b"definitely not an image", 400, "not a readable image"),
+        ("?model=p2p", b"definitely not an image", 400, "not a JPEG, PNG, GIF, BMP or WebP image"),
         ("?model=p2p", encode(np.zeros((600, 600, 3), np.uint8)), 413, "over the limit"),
         ("", photo, 400, "?model=NAME"),
         ("?model=tagger", photo, 400, "not a translator"),
@@ -294,7 +298,7 @@ def test_errors_are_4xx_json_and_the_server_keeps_serving(served):
          b'{"inputs": {"tag": [{"b64": "!!"}], "signal": [[1, 2, 3, 4, 5]], "sensor": [[[1, 2], [3, 4]]]}}',
          400, "not valid base64"),
         ("POST", "/v1/models/tagger:predict", json.dumps({"instances": [b64(b"garbage")]}).encode(),
-         400, "Unknown image file format"),
+         400, "not a JPEG, PNG, GIF, BMP or WebP image"),
         ("POST", "/v1/models/tagger:predict", json.dumps({"instances": [b64(big_png)]}).encode(),
          413, "--max_image_pixels"),
         ("POST", p, b'{"instances": [' + b"1.0, " * (MAX_BODY // 5) + b"1.0]}", 413, "--max_body_bytes"),

@@ -20,8 +20,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from tools.serving.app import image_header_size, run_signature
-from tools.serving.repository import Repository, ServingError
+from tools.serving.app import check_image, run_signature
+from tools.serving.repository import Repository, ServingError, parse_number
 
 TRANSLATOR_JSON = os.path.join("assets.extra", "translator.json")
 
@@ -34,23 +34,21 @@ def image_bytes(body: bytes, content_type: str) -> bytes:
         try:
             req = json.loads(body)
             return base64.b64decode(req["b64"], validate=True)
-        except (ValueError, KeyError, TypeError, binascii.Error):
+        except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
             raise ServingError(400, "a JSON body must be {\"b64\": \"<base64 JPEG/PNG>\"}") from None
     return body
 
 
 def decode_photo(data: bytes, max_pixels: int) -> np.ndarray:
+    """RGB pixels of a photo whose size (read from its header) is within `max_pixels`."""
     from PIL import Image, ImageOps
-    w, h = image_header_size(data)
-    if w * h > max_pixels:
-        raise ServingError(413, f"the photo has {w}x{h} = {w * h} pixels, over the limit of "
-                                f"{max_pixels} (--max_image_pixels)")
+    check_image(data, max_pixels, "the photo")
     try:
         with Image.open(io.BytesIO(data)) as img:
             img = ImageOps.exif_transpose(img)
             return np.asarray(img.convert("RGB"), np.uint8)
     except Exception as e:  # noqa: BLE001 - anything PIL cannot read is a client error
-        raise ServingError(400, f"the body is not a readable image ({type(e).__name__}: {e})") from None
+        raise ServingError(400, f"the body is not a readable image ({type(e).__name__})") from None
 
 
 class Photo2Anime:
@@ -83,12 +81,12 @@ class Photo2Anime:
         except ValueError as e:
             raise ServingError(400, f"colour option: {e}") from None
         seed = options.get("seed")
-        if seed is not None and not seed.isdigit():
-            raise ServingError(400, f"seed {seed!r} is not a non-negative integer")
+        if seed is not None:
+            seed = parse_number(seed, "seed")
         proportions = options.get("anime_proportions", "1").lower()
         if proportions not in ("0", "1", "true", "false"):
             raise ServingError(400, "anime_proportions must be 0 or 1")
-        return colors, (int(seed) if seed is not None else None), proportions in ("1", "true")
+        return colors, seed, proportions in ("1", "true")
 
     @staticmethod
     def image_size(model) -> int:

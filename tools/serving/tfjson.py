@@ -33,6 +33,8 @@ def parse_json(body: bytes) -> Dict:
         req = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise bad(f"invalid JSON: {e}") from None
+    except RecursionError:
+        raise bad("invalid JSON: nested too deeply") from None
     if not isinstance(req, dict):
         raise bad("the request body must be a JSON object")
     return req
@@ -128,8 +130,15 @@ def _fmt(shape) -> str:
     return "[" + ", ".join("-1" if d is None else str(d) for d in shape.as_list()) + "]"
 
 
-def parse_predict(req: Dict, inputs: Dict) -> Tuple[Dict[str, np.ndarray], bool]:
-    """-> ({input name: array}, row_format). `inputs` maps names to TensorSpecs."""
+def check_batch_size(n: int, max_batch: int) -> None:
+    if max_batch and n > max_batch:
+        raise ServingError(413, f"batch of {n} instances is over the limit of {max_batch} "
+                                f"(--max_batch_size); split the request")
+
+
+def parse_predict(req: Dict, inputs: Dict, max_batch: int = 0) -> Tuple[Dict[str, np.ndarray], bool]:
+    """-> ({input name: array}, row_format). `inputs` maps names to TensorSpecs; 413 when a batch
+    has more than `max_batch` elements (0: no limit), checked before any array is built."""
     has_rows, has_cols = "instances" in req, "inputs" in req
     if has_rows == has_cols:
         raise bad("the request must have exactly one of 'instances' (row format) or "
@@ -147,6 +156,10 @@ def parse_predict(req: Dict, inputs: Dict) -> Tuple[Dict[str, np.ndarray], bool]
             cols = {names[0]: cols}
         else:
             raise bad(f"'inputs' must be an object with the named inputs {names}")
+        for n in names:
+            spec = inputs[n]
+            if spec.shape.rank and spec.shape.as_list()[0] is None and isinstance(cols[n], list):
+                check_batch_size(len(cols[n]), max_batch)
         arrays = {n: to_array(cols[n], inputs[n], n) for n in names}
         _check_batch(arrays, inputs)
         return arrays, False
@@ -157,6 +170,7 @@ def parse_predict(req: Dict, inputs: Dict) -> Tuple[Dict[str, np.ndarray], bool]
         raise bad("'instances' must be a list (one item per batch element)")
     if not rows:
         raise bad("'instances' is empty: empty batch")
+    check_batch_size(len(rows), max_batch)
     if all(isinstance(r, dict) and not _is_b64(r) for r in rows):
         for i, r in enumerate(rows):
             try:
