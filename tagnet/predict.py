@@ -1,6 +1,6 @@
 """Tags images with a trained tagger.
 
-  python tagnet/predict.py --model_dir=RUN --input=IMAGE_OR_DIR [--threshold=0.35 | --per_tag]
+  python tagnet/predict.py [--model_dir=RUN] --input=IMAGE_OR_DIR [--threshold=0.35 | --per_tag]
       [--category_thresholds=character=0.85] [--mcut] [--output=tags.jsonl] [--top_k=0]
 
 Writes one JSON object per image: {"file", "tags": {tag: score, ...}, "by_category": {category:
@@ -23,7 +23,8 @@ from absl import flags
 from tagnet import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "A trained model folder, or a training folder (uses best/).")
+flags.DEFINE_string("model_dir", None, "A trained model folder, or a training folder (uses best/); "
+                    "default: the shipped example tagger (tagnet/pretrained/hololive).")
 flags.DEFINE_string("input", None, "An image file or a folder of images (searched recursively).")
 flags.DEFINE_string("output", None, "JSON-lines file to write (default: stdout).")
 flags.DEFINE_float("threshold", None, "One threshold for every tag (overrides saved thresholds).")
@@ -39,14 +40,15 @@ flags.DEFINE_boolean("progress", True, "Progress bar (when writing to --output).
 
 
 def main(argv):
-    from tagnet import predicting, thresholds
-    if not FLAGS.model_dir or not FLAGS.input:
-        raise cli.TagnetError("--model_dir and --input are required")
+    from tagnet import predicting, pretrained, thresholds
+    if not FLAGS.input:
+        raise cli.TagnetError("--input is required")
+    model_dir = FLAGS.model_dir or pretrained.default_model_dir()
     try:
         by_category = thresholds.parse_category_thresholds(FLAGS.category_thresholds)
     except ValueError as e:
         raise cli.TagnetError(f"--category_thresholds: {e}") from None
-    tagger = predicting.Tagger(FLAGS.model_dir, threshold=FLAGS.threshold, per_tag=FLAGS.per_tag,
+    tagger = predicting.Tagger(model_dir, threshold=FLAGS.threshold, per_tag=FLAGS.per_tag,
                                top_k=FLAGS.top_k, category_thresholds=by_category, mcut=FLAGS.mcut)
     files = predicting.input_files(FLAGS.input)
     print(f"{len(files)} image(s); {tagger.describe_threshold()}", file=sys.stderr)

@@ -5,6 +5,8 @@
 models/ holds one folder per model, each with integer version folders (as written by
 tagnet/export.py and translate/export.py): models/NAME/<version>/saved_model.pb. The newest
 version is served; a version added later is picked up on the next request, without a restart.
+Without --model_base_path it serves the models the packages ship (the example tagger as
+`tagger`), exported once into ~/.cache/anime-face-kit.
 
   curl localhost:8501/v1/models/NAME                       status
   curl localhost:8501/v1/models/NAME/metadata              signatures
@@ -33,7 +35,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model_base_path", None,
                     "Folder with one sub-folder per model (NAME/<version>/). Must be trusted like "
                     "code: a SavedModel runs arbitrary TensorFlow ops (file reads and writes "
-                    "included), and new versions are loaded without a restart.")
+                    "included), and new versions are loaded without a restart. Default: the "
+                    "models this installation ships (exported once into a cache folder).")
 flags.DEFINE_integer("rest_api_port", 8501, "HTTP port (0 picks a free one and prints it).")
 flags.DEFINE_string("host", "127.0.0.1", "Address to bind; 0.0.0.0 exposes the server to the network.")
 flags.DEFINE_integer("max_body_bytes", 32 << 20, "Largest request body accepted (413 above it).")
@@ -85,8 +88,6 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 def main(argv):
-    if not FLAGS.model_base_path:
-        fail("--model_base_path is required (a folder of NAME/<version>/ SavedModels)")
     if not 0 <= FLAGS.rest_api_port <= 65535:
         fail(f"--rest_api_port={FLAGS.rest_api_port} is not a port number")
     for name in ("max_body_bytes", "max_image_pixels", "workers", "max_loaded_models",
@@ -117,8 +118,15 @@ def main(argv):
         tuning.retain_freed_memory()
     tuning.set_tf_threads(FLAGS.tensorflow_intra_op_parallelism,
                           FLAGS.tensorflow_inter_op_parallelism)
+    model_base_path = FLAGS.model_base_path
+    if not model_base_path:
+        from tools.serving import shipped
+        try:
+            model_base_path = shipped.base_path(log=lambda m: print(m, flush=True))
+        except FileNotFoundError as e:
+            fail(f"{e} (a folder of NAME/<version>/ SavedModels)")
     try:
-        repo = Repository(FLAGS.model_base_path, FLAGS.max_loaded_models)
+        repo = Repository(model_base_path, FLAGS.max_loaded_models)
     except ValueError as e:
         fail(str(e))
     names = repo.model_names()

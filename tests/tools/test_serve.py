@@ -361,7 +361,7 @@ def test_serve_cli_help_and_errors(tmp_path):
     r = subprocess.run([sys.executable, cli, "--help"], capture_output=True, text=True, env=env,
                        timeout=120)
     assert r.returncode == 0 and "--model_base_path" in r.stdout and "--rest_api_port" in r.stdout
-    for args, message in (([], "--model_base_path is required"),
+    for args, message in ((["--max_batch_size=0"], "--max_batch_size must be at least 1"),
                           ([f"--model_base_path={tmp_path / 'none'}"], "is not a folder"),
                           ([f"--model_base_path={tmp_path}", "--rest_api_port=70000"], "not a port"),
                           ([f"--model_base_path={tmp_path}", "--tensorflow_intra_op_parallelism=-1"],
