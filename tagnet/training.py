@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import json
 import math
 import os
@@ -22,7 +21,7 @@ import numpy as np
 
 from tagnet import backbones, batch_norm, data, losses, metrics, model_dir, records, thresholds
 from tagnet.cli import TagnetError
-from tagnet.contract import RUN_JSON
+from tagnet.contract import BEST, LAST, RUN_JSON
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "rmsprop", "adagrad", "adadelta", "ftrl", "nadam")
 DECAY_TYPES = ("fixed", "exponential", "polynomial", "cosine")
@@ -293,172 +292,217 @@ def train(cfg: TrainConfig, log=print) -> Dict:
     import keras
     previous_policy = keras.mixed_precision.global_policy()
     try:
-        return _train(cfg, log)
+        trainer = Trainer(cfg, log)
+        trainer.build()
+        trainer.describe()
+        trainer.make_steps()
+        return trainer.finish(trainer.fit())
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(cfg: TrainConfig, log) -> Dict:
-    import keras
-    import tensorflow as tf
-    from tqdm import tqdm
+class Trainer:
+    """One training run, in the order train() calls its steps: __init__ (check the dataset and
+    the configuration, and the run folder on resume), build (strategy, model, optimizer,
+    checkpoint: restored or warm-started), describe (dataset, model size, memory), make_steps
+    (tf.function train / predict steps, TensorBoard writers, pipelines), fit (the loop, with
+    periodic save_and_validate), finish (the last checkpoint and the exported model folders).
+    validate and export first calibrate: batch-norm statistics for the weights being used."""
 
-    info = records.load_dataset_info(cfg.dataset_dir)
-    info.require_split("train")
-    spec = backbones.get(cfg.backbone)
-    image_size = int(cfg.image_size or spec.default_size)
-    if image_size < spec.min_size:
-        raise TagnetError(f"--image_size={image_size} is below {spec.name}'s minimum {spec.min_size}")
-    if cfg.batch_size < 1 or cfg.max_number_of_steps < 1:
-        raise TagnetError("--batch_size and --max_number_of_steps must be positive")
-    loss_name = cfg.loss
-    if loss_name == "auto":
-        loss_name = "bce" if info.multi_label else "softmax"
-    if loss_name == "softmax" and info.multi_label:
-        raise TagnetError("--loss=softmax needs a single-label dataset; this one is multi-label "
-                          "(use bce, focal or asl)")
-    loss_fn = losses.get(loss_name)
-    sigmoid = loss_name != "softmax"
-    activation = "sigmoid" if sigmoid else "softmax"
-    tags = info.tags
-    has_val = info.count("validation") > 0
+    def __init__(self, cfg: TrainConfig, log):
+        import tensorflow as tf
+        self.cfg, self.log = cfg, log
+        info = self.info = records.load_dataset_info(cfg.dataset_dir)
+        info.require_split("train")
+        spec = self.spec = backbones.get(cfg.backbone)
+        self.image_size = int(cfg.image_size or spec.default_size)
+        if self.image_size < spec.min_size:
+            raise TagnetError(f"--image_size={self.image_size} is below {spec.name}'s minimum "
+                              f"{spec.min_size}")
+        if cfg.batch_size < 1 or cfg.max_number_of_steps < 1:
+            raise TagnetError("--batch_size and --max_number_of_steps must be positive")
+        loss_name = cfg.loss
+        if loss_name == "auto":
+            loss_name = "bce" if info.multi_label else "softmax"
+        if loss_name == "softmax" and info.multi_label:
+            raise TagnetError("--loss=softmax needs a single-label dataset; this one is multi-label "
+                              "(use bce, focal or asl)")
+        self.loss_name, self.loss_fn = loss_name, losses.get(loss_name)
+        self.sigmoid = loss_name != "softmax"
+        self.activation = "sigmoid" if self.sigmoid else "softmax"
+        self.has_val = info.count("validation") > 0
+        self.run_cfg = {"backbone": spec.name, "image_size": self.image_size, "tags": info.tags,
+                        "task": info.task, "activation": self.activation,
+                        "dataset_dir": os.path.abspath(cfg.dataset_dir), "dropout": cfg.dropout,
+                        "loss": loss_name}
+        os.makedirs(cfg.train_dir, exist_ok=True)
+        self.ckpt_dir = os.path.join(cfg.train_dir, "ckpt")
+        self.resuming = tf.train.latest_checkpoint(self.ckpt_dir) is not None
+        if self.resuming:
+            self._check_same_run()
+        self.calibration: Dict = {}
+        self.last_val: Dict = {}
+        self.bar = None
 
-    os.makedirs(cfg.train_dir, exist_ok=True)
-    run_path = os.path.join(cfg.train_dir, RUN_CONFIG)
-    run_cfg = {"backbone": spec.name, "image_size": image_size, "tags": tags, "task": info.task,
-               "activation": activation, "dataset_dir": os.path.abspath(cfg.dataset_dir),
-               "dropout": cfg.dropout, "loss": loss_name}
-    ckpt_dir = os.path.join(cfg.train_dir, "ckpt")
-    resuming = tf.train.latest_checkpoint(ckpt_dir) is not None
-    if resuming and os.path.isfile(run_path):
+    def _check_same_run(self) -> None:
+        run_path = os.path.join(self.cfg.train_dir, RUN_CONFIG)
+        if not os.path.isfile(run_path):
+            return
         with open(run_path) as f:
             old = json.load(f)
         for key in ("backbone", "image_size", "tags", "activation", "dropout"):
-            if old.get(key) != run_cfg[key]:
-                what = (f"{len(old.get('tags', []))} tags vs {len(tags)}" if key == "tags"
-                        else f"{old.get(key)!r} vs {run_cfg[key]!r}")
-                raise TagnetError(f"{cfg.train_dir} holds a run with a different {key} ({what}); "
+            if old.get(key) != self.run_cfg[key]:
+                what = (f"{len(old.get('tags', []))} tags vs {len(self.info.tags)}" if key == "tags"
+                        else f"{old.get(key)!r} vs {self.run_cfg[key]!r}")
+                raise TagnetError(f"{self.cfg.train_dir} holds a run with a different {key} ({what}); "
                                   f"use a new --train_dir, or warm-start from it with "
-                                  f"--checkpoint_path={cfg.train_dir}")
+                                  f"--checkpoint_path={self.cfg.train_dir}")
 
-    if cfg.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    else:
-        keras.mixed_precision.set_global_policy("float32")
-    strategy = make_strategy(cfg.strategy)
-    replicas = strategy.num_replicas_in_sync
-    global_batch = cfg.batch_size * replicas
-    steps_per_epoch = max(1, math.ceil(info.count("train") / global_batch))
+    # --- build ---------------------------------------------------------------------------------
+    def build(self) -> None:
+        import keras
+        import tensorflow as tf
+        cfg, info, spec = self.cfg, self.info, self.spec
+        keras.mixed_precision.set_global_policy("mixed_float16" if cfg.mixed_precision else "float32")
+        self.strategy = make_strategy(cfg.strategy)
+        self.global_batch = cfg.batch_size * self.strategy.num_replicas_in_sync
+        steps_per_epoch = max(1, math.ceil(info.count("train") / self.global_batch))
+        with self.strategy.scope():
+            # A resumed run gets its weights from the checkpoint: no need to fetch ImageNet weights.
+            weights = None if self.resuming else cfg.weights
+            model = self.model = backbones.build_model(spec.name, info.num_tags, self.image_size,
+                                                       weights, cfg.dropout)
+            backbones.set_trainable(model, spec.name, cfg.freeze_backbone, cfg.trainable_from)
+            backbones.set_batch_norm_decay(model, cfg.batch_norm_decay)
+            self.optimizer = make_optimizer(cfg, make_learning_rate(cfg, steps_per_epoch))
+            self.optimizer.build(model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+            self.best_map = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_map")
+        ckpt = tf.train.Checkpoint(model=model, optimizer=self.optimizer, step=self.step,
+                                   best_map=self.best_map)
+        self.manager = tf.train.CheckpointManager(ckpt, self.ckpt_dir, max_to_keep=3)
+        if self.resuming:
+            ckpt.restore(self.manager.latest_checkpoint).expect_partial()
+            self.log(f"resumed from {self.manager.latest_checkpoint} at step {self.current_step}")
+        elif cfg.checkpoint_path:
+            self.log(warm_start(model, cfg.checkpoint_path, spec.name, info.tags,
+                                cfg.checkpoint_exclude_head))
+        with open(os.path.join(cfg.train_dir, RUN_CONFIG), "w") as f:
+            json.dump(self.run_cfg, f, indent=1)
 
-    with strategy.scope():
-        # A resumed run gets its weights from the checkpoint: no need to fetch ImageNet weights.
-        weights = None if resuming else cfg.weights
-        model = backbones.build_model(spec.name, info.num_tags, image_size, weights, cfg.dropout)
-        backbones.set_trainable(model, spec.name, cfg.freeze_backbone, cfg.trainable_from)
-        backbones.set_batch_norm_decay(model, cfg.batch_norm_decay)
-        optimizer = make_optimizer(cfg, make_learning_rate(cfg, steps_per_epoch))
-        optimizer.build(model.trainable_variables)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        best_map = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_map")
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, best_map=best_map)
-    manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=3)
-    if resuming:
-        ckpt.restore(manager.latest_checkpoint).expect_partial()
-        log(f"resumed from {manager.latest_checkpoint} at step {int(step.numpy())}")
-    elif cfg.checkpoint_path:
-        log(warm_start(model, cfg.checkpoint_path, spec.name, tags, cfg.checkpoint_exclude_head))
-    with open(run_path, "w") as f:
-        json.dump(run_cfg, f, indent=1)
+    @property
+    def current_step(self) -> int:
+        return int(self.step.numpy())
 
-    desc = describe_model(model, spec.name, image_size, global_batch, cfg.mixed_precision)
-    log(f"dataset: {info.count('train')} train / {info.count('validation')} validation examples, "
-        f"{info.num_tags} tags ({info.task}), records at {info.image_size}px"
-        + (f", resized to {image_size}px on the fly" if info.image_size != image_size else ""))
-    log(desc["line"])
-    avail = memory_available_bytes()
-    need = desc["activation_bytes"] + desc["state_bytes"]
-    if avail and need > 0.8 * avail:
-        fit = max(1, int(cfg.batch_size * (0.8 * avail - desc["state_bytes"]) / max(desc["activation_bytes"], 1)))
-        log(f"WARNING: that is more than the {_gib(avail)} available; expect an out-of-memory crash. "
-            f"Try --batch_size={max(1, min(fit, cfg.batch_size // 2))} or --mixed_precision or a smaller "
-            f"--image_size")
+    def describe(self) -> None:
+        """Logs the dataset and the model's size, and warns when memory will not do."""
+        cfg, info = self.cfg, self.info
+        desc = self.desc = describe_model(self.model, self.spec.name, self.image_size,
+                                          self.global_batch, cfg.mixed_precision)
+        self.log(f"dataset: {info.count('train')} train / {info.count('validation')} validation "
+                 f"examples, {info.num_tags} tags ({info.task}), records at {info.image_size}px"
+                 + (f", resized to {self.image_size}px on the fly"
+                    if info.image_size != self.image_size else ""))
+        self.log(desc["line"])
+        avail = memory_available_bytes()
+        need = desc["activation_bytes"] + desc["state_bytes"]
+        if avail and need > 0.8 * avail:
+            fit = max(1, int(cfg.batch_size * (0.8 * avail - desc["state_bytes"])
+                             / max(desc["activation_bytes"], 1)))
+            self.log(f"WARNING: that is more than the {_gib(avail)} available; expect an "
+                     f"out-of-memory crash. Try --batch_size={max(1, min(fit, cfg.batch_size // 2))} "
+                     f"or --mixed_precision or a smaller --image_size")
 
-    train_ds = data.make_dataset(info, "train", global_batch, image_size, training=True,
-                                 shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed,
-                                 augment_images=cfg.augment)
-    dist_ds = strategy.experimental_distribute_dataset(train_ds)
-    num_tags = info.num_tags
+    def make_steps(self) -> None:
+        """The tf.function steps, the pipelines and the TensorBoard writers."""
+        import tensorflow as tf
+        cfg, info = self.cfg, self.info
+        model, optimizer, strategy = self.model, self.optimizer, self.strategy
+        num_tags, global_batch = info.num_tags, self.global_batch
+        one_hot = self.sigmoid and not info.multi_label
 
-    def step_fn(images, labels):
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(images, training=True), tf.float32)
-            y = tf.one_hot(labels, num_tags) if (sigmoid and not info.multi_label) else labels
-            per_example = loss_fn(y, logits, label_smoothing=cfg.label_smoothing)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-            scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
-        grads = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply(grads, model.trainable_variables)
-        return loss
+        def step_fn(images, labels):
+            with tf.GradientTape() as tape:
+                logits = tf.cast(model(images, training=True), tf.float32)
+                y = tf.one_hot(labels, num_tags) if one_hot else labels
+                per_example = self.loss_fn(y, logits, label_smoothing=cfg.label_smoothing)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                if model.losses:
+                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+                scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+            grads = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply(grads, model.trainable_variables)
+            return loss
 
-    def train_step(batch):
-        per_replica = strategy.run(step_fn, args=batch)
-        step.assign_add(1)
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        def train_step(batch):
+            per_replica = strategy.run(step_fn, args=batch)
+            self.step.assign_add(1)
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-    def predict_step(images):
-        logits = tf.cast(model(images, training=False), tf.float32)
-        return tf.sigmoid(logits) if sigmoid else tf.nn.softmax(logits)
+        def predict_step(images):
+            logits = tf.cast(model(images, training=False), tf.float32)
+            return tf.sigmoid(logits) if self.sigmoid else tf.nn.softmax(logits)
 
-    if not cfg.run_eagerly:
-        train_step = tf.function(train_step)
-        predict_step = tf.function(predict_step, reduce_retracing=True)
+        if not cfg.run_eagerly:
+            train_step = tf.function(train_step)
+            predict_step = tf.function(predict_step, reduce_retracing=True)
+        self.train_step, self.predict_step = train_step, predict_step
+        train_ds = data.make_dataset(info, "train", global_batch, self.image_size, training=True,
+                                     shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed,
+                                     augment_images=cfg.augment)
+        self.train_batches = iter(strategy.experimental_distribute_dataset(train_ds))
+        self.val_ds = (data.make_dataset(info, "validation", max(global_batch, 32), self.image_size,
+                                         training=False) if self.has_val else None)
+        # Un-augmented, shuffled training batches: the images batch-norm statistics are
+        # re-estimated on and the inference-mode check runs on.
+        self.calibration_batches = iter(data.make_dataset(
+            info, "train", global_batch, self.image_size, training=True,
+            shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, augment_images=False))
+        self.train_writer = tf.summary.create_file_writer(os.path.join(cfg.train_dir, "train"))
+        self.val_writer = tf.summary.create_file_writer(os.path.join(cfg.train_dir, "validation"))
 
-    train_writer = tf.summary.create_file_writer(os.path.join(cfg.train_dir, "train"))
-    val_writer = tf.summary.create_file_writer(os.path.join(cfg.train_dir, "validation"))
-    val_ds = (data.make_dataset(info, "validation", max(global_batch, 32), image_size, training=False)
-              if has_val else None)
+    # --- calibrate, validate, export -------------------------------------------------------------
+    def write(self, msg: str) -> None:
+        """A line that does not break the progress bar."""
+        if self.cfg.progress and self.bar is not None:
+            self.bar.write(msg)
+        else:
+            self.log(msg)
 
-    # Un-augmented, shuffled training batches: the images batch-norm statistics are re-estimated
-    # on and the inference-mode check runs on.
-    calib_it = iter(data.make_dataset(info, "train", global_batch, image_size, training=True,
-                                      shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed,
-                                      augment_images=False))
-    calibration: Dict = {}
-
-    def calibrate():
+    def calibrate(self) -> None:
         """Batch-norm statistics for the weights in the model now (once per step), then the
         inference-mode check; call with the weights that will be used (EMA swapped in)."""
-        s = int(step.numpy())
-        if calibration.get("step") == s:
+        s = self.current_step
+        if self.calibration.get("step") == s:
             return
         t0 = time.time()
-        n = batch_norm.recalibrate(model, (x for x, _ in calib_it),
-                                   cfg.batch_norm_recalibration_steps, run_eagerly=cfg.run_eagerly)
-        x, y = next(calib_it)
-        multi_hot = data.labels_to_multi_hot(y.numpy(), num_tags, info.multi_label)
-        train_top1, infer_top1 = batch_norm.top1_by_mode(model, x, multi_hot)
-        calibration.update(step=s, images=n, seconds=round(time.time() - t0, 3),
-                           train_mode_top1=train_top1, inference_mode_top1=infer_top1)
-        if n and "logged" not in calibration:
-            calibration["logged"] = True
-            pbar_write(f"batch-norm statistics re-estimated with the current weights over {n} "
-                       f"training images ({calibration['seconds']:.1f} s)")
+        n = batch_norm.recalibrate(self.model, (x for x, _ in self.calibration_batches),
+                                   self.cfg.batch_norm_recalibration_steps,
+                                   run_eagerly=self.cfg.run_eagerly)
+        x, y = next(self.calibration_batches)
+        multi_hot = data.labels_to_multi_hot(y.numpy(), self.info.num_tags, self.info.multi_label)
+        train_top1, infer_top1 = batch_norm.top1_by_mode(self.model, x, multi_hot)
+        first = "step" not in self.calibration
+        self.calibration.update(step=s, images=n, seconds=round(time.time() - t0, 3),
+                                train_mode_top1=train_top1, inference_mode_top1=infer_top1)
+        if n and first:
+            self.write(f"batch-norm statistics re-estimated with the current weights over {n} "
+                       f"training images ({self.calibration['seconds']:.1f} s)")
         warning = batch_norm.disagreement_warning(train_top1, infer_top1)
         if warning:
-            pbar_write(f"step {s}: {warning}")
+            self.write(f"step {s}: {warning}")
 
-    def validate() -> Dict:
+    def validate(self) -> Dict:
+        cfg, info = self.cfg, self.info
         ys, ss, first = [], [], None
         n = 0
-        with ema_weights(optimizer, model):
-            calibrate()
-            for x, y in val_ds:
-                s = predict_step(x).numpy()
+        with ema_weights(self.optimizer, self.model):
+            self.calibrate()
+            for x, y in self.val_ds:
+                s = self.predict_step(x).numpy()
                 if first is None:
                     first = (x.numpy()[:cfg.num_summary_images], s[:cfg.num_summary_images])
-                ys.append(data.labels_to_multi_hot(y.numpy(), num_tags, info.multi_label))
+                ys.append(data.labels_to_multi_hot(y.numpy(), info.num_tags, info.multi_label))
                 ss.append(s)
                 n += len(s)
                 if cfg.max_eval_examples and n >= cfg.max_eval_examples:
@@ -468,145 +512,143 @@ def _train(cfg: TrainConfig, log) -> Dict:
         res["_y"], res["_s"], res["_first"] = y, s, first
         return res
 
-    def export(sub: str, res: Optional[Dict]):
+    def export(self, sub: str, res: Optional[Dict]) -> str:
+        """The model (EMA weights, calibrated) as a tagger folder train_dir/sub."""
+        cfg, info = self.cfg, self.info
         clean = {k: v for k, v in (res or {}).items() if not k.startswith("_")}
         out = os.path.join(cfg.train_dir, sub)
-        with ema_weights(optimizer, model):
-            calibrate()
-            model_dir.save(model, out, backbone=spec.name, image_size=image_size, tags=tags,
-                           activation=activation, task=info.task, step=int(step.numpy()),
-                           metrics=clean, dataset_dir=os.path.abspath(cfg.dataset_dir),
-                           tag_counts=info.tag_counts, tag_categories=info.tag_categories,
-                           extra={"dropout": cfg.dropout, "loss": loss_name})
+        with ema_weights(self.optimizer, self.model):
+            self.calibrate()
+            model_dir.save(self.model, out, backbone=self.spec.name, image_size=self.image_size,
+                           tags=info.tags, activation=self.activation, task=info.task,
+                           step=self.current_step, metrics=clean,
+                           dataset_dir=os.path.abspath(cfg.dataset_dir), tag_counts=info.tag_counts,
+                           tag_categories=info.tag_categories,
+                           extra={"dropout": cfg.dropout, "loss": self.loss_name})
         if res is not None and "_y" in res and np.isfinite(res["threshold"]):
-            thresholds.save(out, thresholds.tune(res["_y"], res["_s"], tags, info.tag_categories,
+            thresholds.save(out, thresholds.tune(res["_y"], res["_s"], info.tags, info.tag_categories,
                                                  source="validation split, during training"))
         return out
 
-    last_val: Dict = {}
-
-    def save_and_validate(final: bool = False):
-        nonlocal last_val
-        path = manager.save(checkpoint_number=int(step.numpy()))
-        if not has_val:
-            return path
-        res = validate()
-        last_val = res
-        s = int(step.numpy())
-        with val_writer.as_default(step=s):
-            tf.summary.scalar("mAP", res["mAP"])
-            tf.summary.scalar("micro_f1", res["micro_f1"])
-            tf.summary.scalar("macro_f1", res["macro_f1"])
-            tf.summary.scalar("threshold", res["threshold"])
-            if not info.multi_label:
+    def save_and_validate(self) -> None:
+        """A checkpoint; with a validation split, its metrics in TensorBoard and the log, and
+        train_dir/best when the mAP improved."""
+        import tensorflow as tf
+        self.manager.save(checkpoint_number=self.current_step)
+        if not self.has_val:
+            return
+        res = self.last_val = self.validate()
+        s = self.current_step
+        with self.val_writer.as_default(step=s):
+            for key in ("mAP", "micro_f1", "macro_f1", "threshold"):
+                tf.summary.scalar(key, res[key])
+            if not self.info.multi_label:
                 tf.summary.scalar("top1_accuracy", res["top1_accuracy"])
-            if res["_first"] is not None and cfg.num_summary_images:
-                imgs = draw_tags(res["_first"][0], res["_first"][1], tags)
-                tf.summary.image("top_tags", imgs, max_outputs=cfg.num_summary_images)
-        val_writer.flush()
+            if res["_first"] is not None and self.cfg.num_summary_images:
+                imgs = draw_tags(res["_first"][0], res["_first"][1], self.info.tags)
+                tf.summary.image("top_tags", imgs, max_outputs=self.cfg.num_summary_images)
+        self.val_writer.flush()
         msg = (f"step {s}: validation mAP {res['mAP']:.4f}, micro F1 {res['micro_f1']:.4f} "
                f"@ {res['threshold']:.3f}, macro F1 {res['macro_f1']:.4f}")
-        if not info.multi_label:
+        if not self.info.multi_label:
             msg += f", top-1 {res['top1_accuracy']:.4f}"
-        if np.isfinite(res["mAP"]) and res["mAP"] > float(best_map.numpy()):
-            best_map.assign(res["mAP"])
-            export("best", res)
-            manager.save(checkpoint_number=s)  # record the new best_map
+        if np.isfinite(res["mAP"]) and res["mAP"] > float(self.best_map.numpy()):
+            self.best_map.assign(res["mAP"])
+            self.export("best", res)
+            self.manager.save(checkpoint_number=s)  # record the new best_map
             msg += "  (new best)"
-        pbar_write(msg)
-        return path
+        self.write(msg)
 
-    stop = _Stop()
-    old_handlers = {}
-    if cfg.handle_signals:
+    # --- the loop ------------------------------------------------------------------------------
+    def _log_step(self, s: int, loss_mean: float, images_per_s: float) -> None:
+        import keras
+        import tensorflow as tf
+        lr = float(keras.ops.convert_to_numpy(_inner(self.optimizer).learning_rate))
+        with self.train_writer.as_default(step=s):
+            tf.summary.scalar("loss", loss_mean)
+            tf.summary.scalar("learning_rate", lr)
+            tf.summary.scalar("images_per_second", images_per_s)
+        self.bar.set_postfix(loss=f"{loss_mean:.4f}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.1f}")
+        if not self.cfg.progress:
+            self.log(f"step {s}: loss {loss_mean:.4f} lr {lr:.3g} {images_per_s:.1f} img/s")
+
+    def fit(self) -> Optional[int]:
+        """Trains up to max_number_of_steps; returns the signal that stopped it, if any."""
+        import tensorflow as tf
+        from tqdm import tqdm
+        cfg = self.cfg
+        stop = _Stop()
+        old_handlers = {}
+        if cfg.handle_signals:
+            try:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    old_handlers[sig] = signal.signal(sig, stop)
+            except ValueError:  # not in the main thread
+                old_handlers = {}
+        self.start_step = self.current_step
+        self.bar = tqdm(total=cfg.max_number_of_steps, initial=self.start_step, desc="train",
+                        unit="step", disable=not cfg.progress, dynamic_ncols=True, file=sys.stdout)
+        last_save_time = time.time()
+        t_log, n_log, loss_sum = time.time(), 0, 0.0
+        first_step_done = False
+        t_run, self.n_run = time.time(), 0
         try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                old_handlers[sig] = signal.signal(sig, stop)
-        except ValueError:  # not in the main thread
-            old_handlers = {}
+            while self.current_step < cfg.max_number_of_steps and stop.signum is None:
+                loss = float(self.train_step(next(self.train_batches)))
+                if not math.isfinite(loss):
+                    raise TagnetError(f"loss became {loss} at step {self.current_step}; lower "
+                                      f"--learning_rate (the last checkpoint is intact)")
+                if not first_step_done:
+                    first_step_done = True
+                    t_log = t_run = time.time()  # do not count tracing in images/s
+                    n_log, loss_sum, self.n_run = -1, 0.0, -1
+                self.n_run += 1
+                s = self.current_step
+                n_log += 1
+                loss_sum += loss
+                self.bar.update(1)
+                if s % max(1, cfg.log_every_n_steps) == 0 or s == cfg.max_number_of_steps:
+                    self._log_step(s, loss_sum / max(n_log, 1),
+                                   max(n_log, 0) * self.global_batch / max(time.time() - t_log, 1e-9))
+                    t_log, n_log, loss_sum = time.time(), 0, 0.0
+                due = (time.time() - last_save_time >= cfg.save_interval_secs
+                       or (cfg.save_interval_steps and s % cfg.save_interval_steps == 0)
+                       or (cfg.eval_interval_steps and s % cfg.eval_interval_steps == 0))
+                if due and s < cfg.max_number_of_steps:
+                    self.save_and_validate()
+                    last_save_time = time.time()
+            self.loop_seconds = max(time.time() - t_run, 1e-9)
+        except tf.errors.ResourceExhaustedError:
+            self.bar.close()
+            raise TagnetError(
+                f"out of memory at batch size {self.global_batch} and {self.image_size}px "
+                f"({self.desc['line']}). Try --batch_size={max(1, cfg.batch_size // 2)}, "
+                f"--mixed_precision or a smaller --image_size; the last checkpoint is intact") from None
+        finally:
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)
+        return stop.signum
 
-    start_step = int(step.numpy())
-    bar = tqdm(total=cfg.max_number_of_steps, initial=start_step, desc="train", unit="step",
-               disable=not cfg.progress, dynamic_ncols=True, file=sys.stdout)
-
-    def pbar_write(msg):
-        if cfg.progress:
-            bar.write(msg)
+    def finish(self, interrupted: Optional[int]) -> Dict:
+        """The last checkpoint (validated unless interrupted) and the model folders."""
+        if interrupted:
+            self.manager.save(checkpoint_number=self.current_step)  # quickly: no validation pass
         else:
-            log(msg)
-
-    it = iter(dist_ds)
-    last_save_time = time.time()
-    t_log, n_log, loss_sum = time.time(), 0, 0.0
-    first_step_done = False
-    t_run, n_run = time.time(), 0
-    interrupted = None
-    try:
-        while int(step.numpy()) < cfg.max_number_of_steps:
-            if stop.signum is not None:
-                interrupted = stop.signum
-                break
-            batch = next(it)
-            loss = float(train_step(batch))
-            if not math.isfinite(loss):
-                raise TagnetError(f"loss became {loss} at step {int(step.numpy())}; lower "
-                                  f"--learning_rate (the last checkpoint is intact)")
-            if not first_step_done:
-                first_step_done = True
-                t_log = t_run = time.time()  # do not count tracing in images/s
-                n_log, loss_sum, n_run = -1, 0.0, -1
-            n_run += 1
-            s = int(step.numpy())
-            n_log += 1
-            loss_sum += loss
-            bar.update(1)
-            if s % max(1, cfg.log_every_n_steps) == 0 or s == cfg.max_number_of_steps:
-                dt = max(time.time() - t_log, 1e-9)
-                lr = float(keras.ops.convert_to_numpy(_inner(optimizer).learning_rate))
-                ips = max(n_log, 0) * global_batch / dt
-                with train_writer.as_default(step=s):
-                    tf.summary.scalar("loss", loss_sum / max(n_log, 1))
-                    tf.summary.scalar("learning_rate", lr)
-                    tf.summary.scalar("images_per_second", ips)
-                bar.set_postfix(loss=f"{loss_sum / max(n_log, 1):.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.1f}")
-                if not cfg.progress:
-                    log(f"step {s}: loss {loss_sum / max(n_log, 1):.4f} lr {lr:.3g} {ips:.1f} img/s")
-                t_log, n_log, loss_sum = time.time(), 0, 0.0
-            due = (time.time() - last_save_time >= cfg.save_interval_secs
-                   or (cfg.save_interval_steps and s % cfg.save_interval_steps == 0)
-                   or (cfg.eval_interval_steps and s % cfg.eval_interval_steps == 0))
-            if due and s < cfg.max_number_of_steps:
-                save_and_validate()
-                last_save_time = time.time()
-        t_loop = max(time.time() - t_run, 1e-9)
-    except tf.errors.ResourceExhaustedError:
-        bar.close()
-        raise TagnetError(
-            f"out of memory at batch size {global_batch} and {image_size}px ({desc['line']}). "
-            f"Try --batch_size={max(1, cfg.batch_size // 2)}, --mixed_precision or a smaller "
-            f"--image_size; the last checkpoint is intact") from None
-    finally:
-        for sig, h in old_handlers.items():
-            signal.signal(sig, h)
-    if interrupted is None and stop.signum is not None:
-        interrupted = stop.signum
-    if interrupted:
-        manager.save(checkpoint_number=int(step.numpy()))  # quickly: no validation pass
-    else:
-        save_and_validate(final=True)
-    bar.close()
-    train_writer.flush()
-    final_res = last_val if has_val and not interrupted else None
-    out_model = export("model", final_res)
-    if not os.path.isdir(os.path.join(cfg.train_dir, "best")):
-        export("best", final_res)
-    result = {"step": int(step.numpy()), "start_step": start_step, "interrupted": interrupted,
-              "best_mAP": float(best_map.numpy()), "model_dir": out_model,
-              "checkpoint": manager.latest_checkpoint, "params": desc["params"],
-              "train_images_per_s": (n_run * global_batch / t_loop if n_run else None),
-              "batch_norm": {k: v for k, v in calibration.items() if k not in ("step", "logged")},
-              "validation": {k: v for k, v in (final_res or {}).items() if not k.startswith("_")}}
-    if interrupted:
-        log(f"stopped by {signal.Signals(interrupted).name} at step {result['step']}; checkpoint "
-            f"{manager.latest_checkpoint}; run the same command to resume")
-    return result
+            self.save_and_validate()
+        self.bar.close()
+        self.train_writer.flush()
+        final_res = self.last_val if self.has_val and not interrupted else None
+        out_model = self.export(LAST, final_res)
+        if not os.path.isdir(os.path.join(self.cfg.train_dir, BEST)):
+            self.export(BEST, final_res)
+        result = {"step": self.current_step, "start_step": self.start_step, "interrupted": interrupted,
+                  "best_mAP": float(self.best_map.numpy()), "model_dir": out_model,
+                  "checkpoint": self.manager.latest_checkpoint, "params": self.desc["params"],
+                  "train_images_per_s": (self.n_run * self.global_batch / self.loop_seconds
+                                         if self.n_run else None),
+                  "batch_norm": {k: v for k, v in self.calibration.items() if k != "step"},
+                  "validation": {k: v for k, v in (final_res or {}).items() if not k.startswith("_")}}
+        if interrupted:
+            self.log(f"stopped by {signal.Signals(interrupted).name} at step {result['step']}; "
+                     f"checkpoint {self.manager.latest_checkpoint}; run the same command to resume")
+        return result

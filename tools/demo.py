@@ -177,6 +177,23 @@ def serve_and_translate(out: str, runs, photos_dir: str):
                     "server stopped")
 
 
+def tag_anime_faces(out: str, crops_dir: str):
+    """Tags the anime crops with tagnet/predict.py's default (the shipped example tagger);
+    returns ((crop path, caption) pairs, summary line)."""
+    import json
+    output = os.path.join(out, "tags", "anime_tags.jsonl")
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    run_cli("tagnet/predict.py", f"--input={crops_dir}", f"--output={output}", "--progress=false")
+    items = []
+    with open(output, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if row.get("tags"):
+                caption = ", ".join(f"{t} {s:.2f}" for t, s in list(row["tags"].items())[:2])
+                items.append((os.path.join(crops_dir, row["file"]), caption))
+    return items, f"{len(items)} anime faces tagged by the shipped tagger -> {output}"
+
+
 def score_against_truth(faces, truth_jsonl: str) -> str:
     """Detected vs drawn eyes on synthetic faces, as a sentence."""
     from translate.faces.schema import read_faces
@@ -237,6 +254,15 @@ def main(argv):
                      "Anime: synthetic faces drawn by translate/faces/synthetic.py, with exact keypoints.")
 
     image_sections = []
+    from tagnet import pretrained
+    crops = os.path.join(out, "faces", "anime_crops")
+    if pretrained.available() and os.path.isdir(crops):
+        print("  tagging the anime faces with the shipped example tagger (tagnet/pretrained)")
+        tagged, text = tag_anime_faces(out, crops)
+        print("  " + text)
+        image_sections.append(("Anime faces tagged: tagnet/predict.py with the shipped tagger",
+                               text + " (20 hololive characters: synthetic faces get the nearest "
+                               "look-alike)", tagged))
     if FLAGS.train_steps and "anime" in jsonls and "photo" in inputs:
         print(f"[3/{steps}] training small translators ({FLAGS.train_steps} pix2pix steps) and "
               "translating the photos")
