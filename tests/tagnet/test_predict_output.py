@@ -65,3 +65,34 @@ def test_predict_cli_skips_a_bomb_and_writes_every_other_image(trained, tmp_path
     assert "too large" in rows[1]["error"] and "tags" in rows[0] and "tags" in rows[2]
     assert "1 image(s) could not be read" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "tags.jsonl.partial").exists()
+
+
+def test_predict_cli_failing_midway_keeps_the_output_and_says_where(trained, tmp_path):  # noqa: F811
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), np.uint8)).save(folder / name)
+    out = tmp_path / "tags.jsonl"
+    out.write_text("old\n")
+    # The model fails on the third image (in the tool's process).
+    wrapper = ("import runpy, sys\n"
+               "from tagnet import predicting\n"
+               "real = predicting.Tagger.tag_files\n"
+               "def tag_files(self, *a, **k):\n"
+               "    for i, rec in enumerate(real(self, *a, **k)):\n"
+               "        if i == 2:\n"
+               "            raise RuntimeError('model failed')\n"
+               "        yield rec\n"
+               "predicting.Tagger.tag_files = tag_files\n"
+               "sys.argv = sys.argv[1:]\n"
+               "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    r = subprocess.run([sys.executable, "-c", wrapper, os.path.join(ROOT, "tagnet", "predict.py"),
+                        f"--model_dir={trained['run']}", f"--input={folder}", f"--output={out}",
+                        "--progress=false", "--batch_size=1"],
+                       capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode != 0
+    assert out.read_text() == "old\n"
+    partial = tmp_path / "tags.jsonl.partial"
+    assert [json.loads(l)["file"] for l in partial.read_text().splitlines()] == ["a.png", "b.png"]
+    assert f"results computed so far are in {partial}" in r.stderr
