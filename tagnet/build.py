@@ -308,6 +308,30 @@ def split_items(items: Sequence[Item], validation_fraction: float, seed: int = 0
 
 
 # --- images -------------------------------------------------------------------------------------
+# Decompression-bomb guard of predict.py's --max_image_pixels (tools/serve.py's default): width x
+# height as read from the header, before decoding.
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+class ImageTooLarge(ValueError):
+    """An image over the pixel limit (or over Pillow's decompression-bomb limit)."""
+
+
+def open_image(path: str, max_pixels: Optional[int] = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Image.open, refusing with ImageTooLarge what has more than `max_pixels` (None: only Pillow's
+    own bomb limit) before anything is decoded. Close it (use it in a `with`)."""
+    try:
+        img = Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(f"too large (decompression bomb): {e}") from None
+    w, h = img.size
+    if max_pixels is not None and w * h > max_pixels:
+        img.close()
+        raise ImageTooLarge(f"too large: {w}x{h} = {w * h} pixels is over the limit of "
+                            f"{max_pixels} (--max_image_pixels)")
+    return img
+
+
 def square_image(img: Image.Image, size: int) -> Image.Image:
     """RGB, transparency composited on white, padded to a centred square on white, resized."""
     if img.mode in ("RGBA", "LA", "P"):
@@ -327,7 +351,7 @@ def square_image(img: Image.Image, size: int) -> Image.Image:
 
 
 def encode_image(path: str, size: int, quality: int = 95) -> bytes:
-    with Image.open(path) as img:
+    with open_image(path, max_pixels=None) as img:
         img.draft("RGB", (size, size))  # JPEG: decode at reduced scale when much larger
         out = square_image(img, size)
     buf = io.BytesIO()

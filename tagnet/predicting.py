@@ -3,12 +3,13 @@ category (thresholds: tagnet.thresholds; which tags an image gets: tagnet.select
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterator, List, Mapping, Optional
+import json
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional
 
 import numpy as np
 
 from tagnet import model_dir, thresholds as thresholds_lib
-from tagnet.build import IMAGE_EXTENSIONS, square_image
+from tagnet.build import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, open_image, square_image
 from tagnet.cli import TagnetError
 from tagnet.contract import CATEGORIES
 
@@ -44,7 +45,8 @@ class Tagger:
 
     def __init__(self, path: str, threshold: Optional[float] = None, per_tag: bool = True,
                  top_k: int = 0, category_thresholds: Optional[Mapping[str, float]] = None,
-                 mcut: bool = False):
+                 mcut: bool = False, max_pixels: int = MAX_IMAGE_PIXELS):
+        self.max_pixels = max_pixels
         try:
             self.model, self.cfg = model_dir.load(path)
         except model_dir.ModelDirError as e:
@@ -79,8 +81,9 @@ class Tagger:
                 + (f", top {self.top_k}" if self.top_k else ""))
 
     def load_image(self, path: str) -> np.ndarray:
-        from PIL import Image
-        with Image.open(path) as img:
+        """Pixels for the model; ValueError / OSError for an unusable file (one over
+        `max_pixels` raises build.ImageTooLarge before decoding)."""
+        with open_image(path, self.max_pixels) as img:
             img.draft("RGB", (self.size, self.size))
             return np.asarray(square_image(img, self.size), np.float32)
 
@@ -129,3 +132,23 @@ class Tagger:
                     yield {"file": f, **self.tags_for(*next(rows))}
             bar.update(len(chunk))
         bar.close()
+
+
+def partial_path(output: str) -> str:
+    """Where write_jsonl keeps the lines written so far."""
+    return output + ".partial"
+
+
+def write_jsonl(records: Iterable[Dict], output: str) -> int:
+    """Writes `records` as JSON lines to partial_path(output), each line flushed as it comes, and
+    renames it to `output` once all are written; -> the number of lines. On an error or interrupt
+    the finished lines stay in the partial file and an existing `output` is left untouched."""
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    tmp, n = partial_path(output), 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+            n += 1
+    os.replace(tmp, output)
+    return n

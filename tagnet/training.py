@@ -74,6 +74,30 @@ class TrainConfig:
 
 
 # --- pieces -------------------------------------------------------------------------------------
+def remove_stale_temp_checkpoints(ckpt_dir: str, checkpoint_name: str = "ckpt") -> List[str]:
+    """Removes the `NAME-N_temp*` folders a killed checkpoint save leaves in `ckpt_dir` (TensorFlow
+    writes NAME-N_temp/part-* and merges them into NAME-N at the end), except any of the live
+    (latest) checkpoint; -> the removed paths. Call at the start of a run, before any save."""
+    import re
+    import shutil
+
+    import tensorflow as tf
+
+    if not os.path.isdir(ckpt_dir):
+        return []
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    live = os.path.basename(latest) if latest else None
+    pattern = re.compile(rf"^({re.escape(checkpoint_name)}-\d+)_temp")
+    removed = []
+    for name in sorted(os.listdir(ckpt_dir)):
+        m = pattern.match(name)
+        path = os.path.join(ckpt_dir, name)
+        if m and m.group(1) != live and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def make_strategy(name: str):
     import tensorflow as tf
     if name == "default":
@@ -337,6 +361,8 @@ class Trainer:
                         "loss": loss_name}
         os.makedirs(cfg.train_dir, exist_ok=True)
         self.ckpt_dir = os.path.join(cfg.train_dir, "ckpt")
+        for path in remove_stale_temp_checkpoints(self.ckpt_dir):
+            log(f"removed {path}: left by an interrupted checkpoint save")
         self.resuming = tf.train.latest_checkpoint(self.ckpt_dir) is not None
         if self.resuming:
             self._check_same_run()

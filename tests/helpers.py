@@ -103,3 +103,20 @@ def assert_layers_agree(ref, fast, x, atol: float = 1e-5):
         want = want.numpy()
         assert got.shape == want.shape
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=atol * max(1.0, np.abs(want).max()))
+
+
+def bomb_png(path, width: int = 30000, height: int = 30000) -> str:
+    """A tiny PNG whose header claims width x height RGB pixels (a decompression bomb that costs
+    nothing to make: readers must refuse it from the header, before decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1024))
+            + chunk(b"IEND", b""))
+    with open(path, "wb") as f:
+        f.write(data)
+    return str(path)

@@ -4,10 +4,11 @@
       --crops_dir=out/crops --crop_size=256 --num_workers=2
 
 One JSON line per usable face (schema in translate/faces/schema.py), source paths relative to
---input_dir. Unreadable files are reported and skipped. Lines are appended whole as each image
+--input_dir. Unreadable files (also images over --max_image_pixels, e.g. decompression bombs) and
+folders are reported and skipped. Lines are appended whole as each image
 finishes, so an interrupted run keeps everything done so far; `--resume` carries on from there.
 A summary (also written to OUTPUT.summary.json) counts images, faces, rejections by reason and
-unreadable files.
+unreadable files and folders.
 """
 import cliboot  # noqa: F401  (first: sys.path of the script form, TensorFlow's start-up notices)
 
@@ -32,6 +33,9 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing --output instead of r
 flags.DEFINE_bool("estimate_chin", False, "Photos: add a chin point estimated from eyes and mouth "
                   "(MTCNN gives none); it is listed in the face's 'estimated' field.")
 flags.DEFINE_float("min_score", None, "Detector score threshold (default: 0.9 photo, 0.5 anime).")
+flags.DEFINE_integer("max_image_pixels", 40_000_000, "Largest image read, width x height from its "
+                     "header; larger ones (decompression bombs) are skipped as unreadable.",
+                     lower_bound=1)
 flags.mark_flags_as_required(["input_dir", "domain", "output"])
 
 def _load_progress(progress_path, output):
@@ -56,7 +60,7 @@ def _load_progress(progress_path, output):
     return done
 
 
-def _summarise(records, seconds, new_images):
+def _summarise(records, seconds, new_images, unreadable_folders=None):
     rejected = collections.Counter()
     for r in records:
         rejected.update(r.get("rejected", {}))
@@ -68,6 +72,8 @@ def _summarise(records, seconds, new_images):
         "rejected": dict(sorted(rejected.items())),
         "unreadable": len(errors),
         "errors": errors,
+        "unreadable_folders": len(unreadable_folders or {}),
+        "folder_errors": dict(sorted((unreadable_folders or {}).items())),
         "seconds": round(seconds, 2),
         "images_this_run": new_images,
         "images_per_second": round(new_images / seconds, 2) if seconds > 0 else None,
@@ -96,7 +102,10 @@ def main(argv):
     progress_path = output + ".progress"
     if os.path.exists(output) and not (FLAGS.resume or FLAGS.overwrite):
         fail(f"{FLAGS.output} exists: pass --resume to continue that run or --overwrite to start over")
-    sources = list_images(FLAGS.input_dir)
+    bad_folders = {}
+    sources = list_images(FLAGS.input_dir, bad_folders)
+    for rel, reason in sorted(bad_folders.items()):
+        print(f"skipped folder {rel}: {reason}", file=sys.stderr)
     if not sources:
         fail(f"no images (.jpg .jpeg .png .webp .bmp) found under {FLAGS.input_dir}")
     os.makedirs(os.path.dirname(output), exist_ok=True)
@@ -118,6 +127,7 @@ def main(argv):
         "crops_relative_to": os.path.dirname(output),
         "crop_size": FLAGS.crop_size,
         "config": config,
+        "max_pixels": FLAGS.max_image_pixels,
     }
     signal.signal(signal.SIGTERM, _interrupt)
     records = list(done.values())
@@ -136,13 +146,14 @@ def main(argv):
         sys.exit(130)
     finally:
         results.close()
-    summary = _summarise(records, time.time() - start, len(todo))
+    summary = _summarise(records, time.time() - start, len(todo), bad_folders)
     with open(output + ".summary.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
     rej = ", ".join(f"{k} {v}" for k, v in summary["rejected"].items()) or "none"
     print(
         f"{summary['images']} images, {summary['faces']} usable faces in {summary['images_with_faces']} images; "
-        f"rejected: {rej}; unreadable: {summary['unreadable']}; "
+        f"rejected: {rej}; unreadable: {summary['unreadable']} files, "
+        f"{summary['unreadable_folders']} folders; "
         f"{summary['seconds']} s ({summary['images_per_second']} images/s) -> {FLAGS.output}"
     )
 

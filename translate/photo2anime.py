@@ -48,6 +48,9 @@ flags.DEFINE_integer("seed", None, "Seed for dropout and the noise condition (sa
 flags.DEFINE_integer("max_faces", None, "Translate at most this many faces per photo (best first).",
                      lower_bound=1)
 flags.DEFINE_float("min_score", None, "Detector score threshold (default: 0.9 photo, 0.5 anime).")
+flags.DEFINE_integer("max_image_pixels", 40_000_000, "Largest photo read, width x height from its "
+                     "header; larger ones (decompression bombs) are skipped as unreadable.",
+                     lower_bound=1)
 flags.mark_flags_as_required(["train_dir", "input", "output_dir"])
 
 DEPRECATED_FLAGS = {"model_dir": "train_dir"}
@@ -110,7 +113,8 @@ def main(argv):
         config = quality.QualityConfig(min_score_photo=FLAGS.min_score, min_score_anime=FLAGS.min_score)
     detector = pipeline.default_detector(runner.domain)
     summary = pipeline.translate_all(runner, detector, root, sources, FLAGS.output_dir, colors, FLAGS.seed,
-                            FLAGS.side_by_side, FLAGS.max_faces, config)
+                            FLAGS.side_by_side, FLAGS.max_faces, config,
+                            max_pixels=FLAGS.max_image_pixels)
     rej = ", ".join(f"{k} {v}" for k, v in summary["rejected"].items()) or "none"
     print(f"{summary['photos']} images: {summary['faces']} faces translated from "
           f"{summary['photos_translated']} photos; skipped {summary['no_face']} without a usable "

@@ -67,10 +67,13 @@ def test_resume_ema_exports_and_predict(small_ds, tmp_path, monkeypatch):
     assert any("parameters" in l and "activations" in l for l in logs)
     assert any("expect an out-of-memory crash" in l and "--batch_size=" in l for l in logs)
     monkeypatch.undo()
+    os.makedirs(run / "ckpt" / "ckpt-5_temp")  # left by a save killed with -9: removed on start
     r2 = training.train(_cfg(small_ds, run, max_number_of_steps=6, moving_average_decay=0.5,
                              optimizer="momentum", learning_rate_decay_type="exponential"),
                         log=logs.append)
     assert r2["start_step"] == 4 and r2["step"] == 6
+    assert not (run / "ckpt" / "ckpt-5_temp").exists()
+    assert any("ckpt-5_temp" in l and "interrupted checkpoint save" in l for l in logs)
     assert any("resumed from" in l for l in logs)
     for sub in ("best", "model"):
         cfg = model_dir.read_config(str(run / sub))

@@ -98,3 +98,41 @@ def test_empty_folder_is_an_error_not_silent_success(tmp_path):
     (tmp_path / "in").mkdir()
     proc = run(f"--input_dir={tmp_path / 'in'}", "--domain=anime", f"--output={tmp_path / 'f.jsonl'}", check=False)
     assert proc.returncode == 1 and "no images" in proc.stderr
+
+
+def test_bomb_and_unreadable_folder_are_skipped_and_counted(tmp_path):
+    """A 30000x30000 PNG header is skipped as unreadable (the run and --resume finish); a folder
+    that cannot be listed is counted and reported."""
+    from tests.helpers import bomb_png
+
+    root = tmp_path / "in"
+    (root / "locked").mkdir(parents=True)
+    image, _ = render_face(np.random.default_rng(3), 128)
+    image.save(root / "face.png")
+    image.save(root / "locked" / "hidden.png")
+    bomb_png(root / "bomb.png")
+    out = tmp_path / "out" / "faces.jsonl"
+    # Tests run as root, which reads any folder: refuse "locked" in the tool's process instead.
+    wrapper = ("import os, runpy, sys\n"
+               "real = os.scandir\n"
+               "def scandir(path='.'):\n"
+               "    if os.path.basename(os.fspath(path)) == 'locked':\n"
+               "        raise PermissionError(13, 'Permission denied', os.fspath(path))\n"
+               "    return real(path)\n"
+               "os.scandir = scandir\n"
+               "sys.argv = sys.argv[1:]\n"
+               "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    args = [f"--input_dir={root}", "--domain=anime", f"--output={out}"]
+    proc = subprocess.run([sys.executable, "-c", wrapper, TOOL, *args], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "faces.jsonl.summary.json").read_text())
+    assert summary["images"] == 2 and summary["unreadable"] == 1
+    assert "too large" in summary["errors"]["bomb.png"]
+    assert summary["unreadable_folders"] == 1 and list(summary["folder_errors"]) == ["locked"]
+    assert "skipped folder locked" in proc.stderr and "1 folders" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    proc = run(*args, "--resume", "--max_image_pixels=100")
+    assert "2 images already done, 1 to go" in proc.stderr  # locked/ is readable this time
+    summary = json.loads((tmp_path / "out" / "faces.jsonl.summary.json").read_text())
+    assert summary["errors"]["locked/hidden.png"].startswith("too large: 128x128")

@@ -239,6 +239,33 @@ def test_image_pixel_limit_cannot_be_bypassed(served):
     assert e.value.status == 400
 
 
+def test_bomb_413_reports_the_real_size(tmp_path):
+    """Issue 17 item 9: a bomb's 413 said "2147483648x1" when the size came from Pillow's header
+    read (a BMP width of 0x80000000 read unsigned; TensorFlow reads it signed and refuses it).
+    Sizes now come from image_limits, as the decoder reads them; above Pillow's own limit the
+    pipeline answers 413 with that size too, not 400 with DecompressionBombError."""
+    from tests.helpers import bomb_png
+
+    bomb = open(bomb_png(tmp_path / "bomb.png", 30000, 30000), "rb").read()
+    with pytest.raises(ServingError) as e:
+        pipeline_mod.decode_photo(bomb, MAX_PIXELS)
+    assert e.value.status == 413 and "30000x30000 = 900000000 pixels" in e.value.message
+    with pytest.raises(ServingError) as e:  # --max_image_pixels above Pillow's limit
+        pipeline_mod.decode_photo(bomb, 10**10)
+    assert e.value.status == 413 and "30000x30000 = 900000000 pixels" in e.value.message
+
+    def bmp(w, h):
+        return (b"BM" + struct.pack("<IHHI", 0, 0, 0, 54)
+                + struct.pack("<IiiHHIIiiII", 40, w, h, 1, 24, 0, 0, 0, 0, 0, 0) + b"\0" * 64)
+
+    with pytest.raises(ServingError) as e:  # width 0x80000000: not 2147483648 wide, unreadable
+        pipeline_mod.decode_photo(bmp(-2**31, 1), MAX_PIXELS)
+    assert e.value.status == 400 and "2147483648" not in e.value.message
+    with pytest.raises(ServingError) as e:
+        pipeline_mod.decode_photo(bmp(30000, -30000), MAX_PIXELS)  # top-down rows
+    assert e.value.status == 413 and "30000x30000 = 900000000 pixels" in e.value.message
+
+
 # --- 2. batch size ---------------------------------------------------------------------------------
 def test_max_batch_size(served):
     p = "/v1/models/half:predict"

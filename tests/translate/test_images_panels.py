@@ -1,4 +1,5 @@
 """Robust image reading (modes, EXIF, corrupt files) and webtoon panel splitting."""
+import os
 import io
 
 import numpy as np
@@ -80,3 +81,51 @@ def test_no_gutter_means_one_panel():
     image = np.random.default_rng(1).integers(0, 255, (500, 100, 3)).astype(np.uint8)
     assert split_panels(image) == [(0, 500)]
     assert not is_strip(np.zeros((100, 100, 3), np.uint8))
+
+
+def test_decompression_bombs_are_refused_from_the_header(tmp_path):
+    from tests.helpers import bomb_png
+
+    huge = bomb_png(tmp_path / "huge.png", 30000, 30000)  # over Pillow's own limit too
+    with pytest.raises(ImageReadError, match="too large"):
+        load_rgb(huge)
+    mid = bomb_png(tmp_path / "mid.png", 8000, 8000)  # 64 Mpx: over the 40 Mpx default
+    with pytest.raises(ImageReadError, match=r"too large: 8000x8000 = 64000000 pixels"):
+        load_rgb(mid)
+    with pytest.raises(ImageReadError, match="over the limit of 100"):
+        load_rgb(_save(tmp_path / "small.png", Image.new("RGB", (20, 20))), max_pixels=100)
+    assert load_rgb(_save(tmp_path / "ok.png", Image.new("RGB", (20, 20))), max_pixels=400).shape == (20, 20, 3)
+
+
+def test_list_images_records_unreadable_folders(tmp_path, monkeypatch):
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "locked").mkdir()
+    for folder in ("ok", "locked"):
+        _save(tmp_path / folder / "a.png", Image.new("RGB", (8, 8)))
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # root can read any folder: refuse one as chmod 000 would
+        if os.path.basename(os.fspath(path)) == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    bad = {}
+    assert list_images(str(tmp_path), bad) == ["ok/a.png"]
+    assert list(bad) == ["locked"] and "Permission denied" in bad["locked"]
+    assert list_images(str(tmp_path)) == ["ok/a.png"]  # without the dict: skipped as before
+
+
+def test_translate_all_skips_a_bomb(tmp_path):
+    from tests.helpers import bomb_png
+    from translate.inference import pipeline
+
+    bomb_png(tmp_path / "bomb.png")
+
+    class Runner:
+        image_size = 64
+
+    lines = []
+    summary = pipeline.translate_all(Runner(), None, str(tmp_path), ["bomb.png"], str(tmp_path / "out"),
+                                     None, progress=False, log=lines.append)
+    assert summary["photos"] == 1 and summary["unreadable"] == 1 and summary["written"] == []

@@ -85,7 +85,10 @@ def test_resume_keeps_step_optimizer_state_and_lr(dataset, tmp_path):
     weights_a = [v.numpy() for v in a.generator.weights]
 
     logs = []
+    os.makedirs(tmp_path / "run" / "ckpt-6_temp")  # left by a save killed with -9: removed
     b = training.Pix2PixTrainer(cfg, log=logs.append)
+    assert not (tmp_path / "run" / "ckpt-6_temp").exists()
+    assert any("ckpt-6_temp" in l and "interrupted checkpoint save" in l for l in logs)
     assert b.step == 0
     assert b.restore() == 5 and b.learning_rate() == pytest.approx(lr_a)
     for x, y in zip(slots_a, [v.numpy() for v in b.g_opt.variables]):

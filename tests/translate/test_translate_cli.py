@@ -18,7 +18,7 @@ from PIL import Image  # noqa: E402
 from tests.translate.test_export import trained_run  # noqa: E402  (the shared 2-step pix2pix run)
 from translate.datasets import pipelines as data  # noqa: E402
 from translate.inference import export, loading, pipeline as photo2anime
-from tests.helpers import ROOT
+from tests.helpers import ROOT, bomb_png
 
 CLI = os.path.join(ROOT, "translate", "translate.py")
 S = 32
@@ -41,6 +41,7 @@ def photos(tmp_path_factory):
     (d / "more").mkdir()
     Image.fromarray(skdata.coffee()).save(d / "more" / "coffee.png")  # no face
     (d / "more" / "broken.png").write_bytes(b"not a picture")
+    bomb_png(d / "more" / "bomb.png")  # 30000x30000 in its header: skipped, not a traceback
     return d
 
 
@@ -176,4 +177,5 @@ def test_cli_translates_a_photo_and_skips_the_rest(background):
     np.testing.assert_array_equal(side[:, 2 * S:], face)  # photo | layer | output
     assert sorted(os.listdir(d)) == ["astronaut_face0.png", "astronaut_face0_side.png"]  # no temp files
     assert "coffee.png: no usable face" in err and "broken.png" in err
-    assert "3 images: 1 faces translated from 1 photos" in out and "1 unreadable" in out
+    assert "skipped more/bomb.png: too large" in err and "Traceback" not in err
+    assert "4 images: 1 faces translated from 1 photos" in out and "2 unreadable" in out

@@ -20,6 +20,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from tools.serving import image_limits
 from tools.serving.app import check_image, run_signature
 from tools.serving.repository import Repository, ServingError, parse_number
 
@@ -40,13 +41,23 @@ def image_bytes(body: bytes, content_type: str) -> bytes:
 
 
 def decode_photo(data: bytes, max_pixels: int) -> np.ndarray:
-    """RGB pixels of a photo whose size (read from its header) is within `max_pixels`."""
+    """RGB pixels of a photo whose size (read from its header) is within `max_pixels`; over
+    Pillow's own decompression-bomb limit (a --max_image_pixels above it) is a 413 too, with the
+    size the header gives."""
+    import warnings
+
     from PIL import Image, ImageOps
     check_image(data, max_pixels, "the photo")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img = ImageOps.exif_transpose(img)
-            return np.asarray(img.convert("RGB"), np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sized above
+            with Image.open(io.BytesIO(data)) as img:
+                img = ImageOps.exif_transpose(img)
+                return np.asarray(img.convert("RGB"), np.uint8)
+    except Image.DecompressionBombError:
+        w, h, _ = image_limits.image_pixels(data)
+        raise ServingError(413, f"the photo: image of {w}x{h} = {w * h} pixels is over the image "
+                                f"reader's limit of {2 * Image.MAX_IMAGE_PIXELS} pixels") from None
     except Exception as e:  # noqa: BLE001 - anything PIL cannot read is a client error
         raise ServingError(400, f"the body is not a readable image ({type(e).__name__})") from None
 

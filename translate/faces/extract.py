@@ -47,13 +47,15 @@ def process_image(
     crops_relative_to: Optional[str] = None,
     crop_size: int = 256,
     config: quality.QualityConfig = quality.QualityConfig(),
+    max_pixels: int = imageio.MAX_PIXELS,
 ) -> ImageResult:
     """Detects, filters and (with `crops_dir`) aligns the faces of `input_dir/source`.
 
     Crop paths in the returned faces are relative to `crops_relative_to` (the JSONL's folder).
+    Images over `max_pixels` (width x height) are an error result, not decoded.
     """
     try:
-        image = imageio.load_rgb(os.path.join(input_dir, source))
+        image = imageio.load_rgb(os.path.join(input_dir, source), max_pixels)
     except imageio.ImageReadError as e:
         return ImageResult(source, [], {}, error=str(e))
     try:

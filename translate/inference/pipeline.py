@@ -246,8 +246,9 @@ def save_png(rgb, path: str) -> None:
 
 
 def translate_all(runner, detector, root, sources, output_dir, colors, seed=None, side_by_side=False,
-                  max_faces=None, config=None, progress=True, log=print):
-    """Translates every photo; returns the summary dict. Never raises on one bad photo."""
+                  max_faces=None, config=None, progress=True, log=print, max_pixels=None):
+    """Translates every photo; returns the summary dict. Never raises on one bad photo (nor on
+    one over `max_pixels`, width x height; default translate.faces.images.MAX_PIXELS)."""
     import numpy as np
     from tqdm import tqdm
 
@@ -261,7 +262,7 @@ def translate_all(runner, detector, root, sources, output_dir, colors, seed=None
     for k, rel in enumerate(bar):
         summary["photos"] += 1
         try:
-            rgb = imageio.load_rgb(os.path.join(root, rel))
+            rgb = imageio.load_rgb(os.path.join(root, rel), max_pixels or imageio.MAX_PIXELS)
         except imageio.ImageReadError as e:
             summary["unreadable"] += 1
             tqdm.write(f"skipped {rel}: {e}", file=sys.stderr)

@@ -20,7 +20,7 @@ import shutil
 import signal
 import threading
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
 
@@ -31,6 +31,28 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 
 class ConfigError(ValueError):
     """Flags that cannot make a run (bad size, batch, strategy...)."""
+
+
+def remove_stale_temp_checkpoints(ckpt_dir: str, checkpoint_name: str = "ckpt") -> List[str]:
+    """Removes the `NAME-N_temp*` folders a killed checkpoint save leaves in `ckpt_dir` (TensorFlow
+    writes NAME-N_temp/part-* and merges them into NAME-N at the end), except any of the live
+    (latest) checkpoint; -> the removed paths. Call at the start of a run, before any save."""
+    import re
+    import shutil
+
+    if not os.path.isdir(ckpt_dir):
+        return []
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    live = os.path.basename(latest) if latest else None
+    pattern = re.compile(rf"^({re.escape(checkpoint_name)}-\d+)_temp")
+    removed = []
+    for name in sorted(os.listdir(ckpt_dir)):
+        m = pattern.match(name)
+        path = os.path.join(ckpt_dir, name)
+        if m and m.group(1) != live and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -121,6 +143,8 @@ class GanTrainer:
         self.chief = is_chief(self.strategy)
         ckpt_dir = cfg.train_dir if self.chief else os.path.join(
             cfg.train_dir, f"worker_tmp_{self.strategy.cluster_resolver.task_id}")
+        for path in remove_stale_temp_checkpoints(ckpt_dir):
+            self.log(f"removed {path}: left by an interrupted checkpoint save")
         self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, cfg.max_to_keep)
 
     @property
