@@ -5,6 +5,7 @@ translator (translate/export.py), hand-made models shaped like the examples of T
 docs, and a broken model. Request bodies in test_tf_serving_documented_requests are copied from
 https://www.tensorflow.org/tfx/serving/api_rest."""
 import base64
+import contextlib
 import concurrent.futures
 import http.client
 import io
@@ -100,24 +101,33 @@ def served(tmp_path_factory):
                     pipeline=Photo2Anime(repo, MAX_PIXELS))
     sock = listen_socket("127.0.0.1", 0)
     app = build_app(server, HostPolicy("127.0.0.1", sock.getsockname()[1]))
-    userver = uvicorn.Server(uvicorn.Config(app, log_level="error",
-                                            http=guarded_protocol(64, 10.0, 64 << 10)))
+    config = uvicorn.Config(app, log_level="error", http=guarded_protocol(64, 10.0, 64 << 10))
+    with running(config, sock, server):
+        yield {"port": sock.getsockname()[1], "base": base, "model": model, "root": root,
+               "server": server}
+
+
+@contextlib.contextmanager
+def running(config, sock, server):
+    """uvicorn serving `config` on `sock` in a thread, until the block ends."""
+    userver = uvicorn.Server(config)
     thread = threading.Thread(target=userver.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.time() + 30
     while not userver.started and time.time() < deadline:
         time.sleep(0.05)
     assert userver.started
-    yield {"port": sock.getsockname()[1], "base": base, "model": model, "root": root,
-           "server": server}
-    userver.should_exit = True
-    thread.join(10)
-    server.shutdown()
+    try:
+        yield
+    finally:
+        userver.should_exit = True
+        thread.join(10)
+        server.shutdown()
 
 
-def call(served, method, path, body=None, headers=None):
+def call(served, method, path, body=None, headers=None, timeout=60):
     """-> (status, headers, body bytes); raw paths (no client-side normalisation)."""
-    conn = http.client.HTTPConnection("127.0.0.1", served["port"], timeout=60)
+    conn = http.client.HTTPConnection("127.0.0.1", served["port"], timeout=timeout)
     if isinstance(body, (dict, list)):
         body = json.dumps(body).encode()
     conn.request(method, path, body=body, headers=headers or {})

@@ -32,6 +32,7 @@ from tools.serving.app import Server, build_app, listen_socket  # noqa: E402
 from tools.serving.connections import guarded_protocol  # noqa: E402
 from tools.serving.repository import Repository, ServingError  # noqa: E402
 from tests.helpers import ROOT  # noqa: E402
+from tests.tools.test_serve import HalfPlus, running, call as serve_call  # noqa: E402
 
 MAX_PIXELS = 1_000_000
 MAX_BATCH = 8
@@ -49,16 +50,6 @@ class ImageShape(tf.Module):
         shapes = tf.map_fn(lambda b: tf.shape(tf.io.decode_image(b, channels=3, expand_animations=False)),
                            image, fn_output_signature=tf.int32)
         return {"shape": shapes}
-
-
-class HalfPlus(tf.Module):
-    def __init__(self, b):
-        super().__init__()
-        self.b = tf.Variable(b, dtype=tf.float32)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
-    def serve(self, x):
-        return {"y": 0.5 * x + self.b}
 
 
 class ReadsFile(tf.Module):
@@ -113,28 +104,14 @@ def served(tmp_path_factory):
     config = uvicorn.Config(app, log_level="critical", limit_concurrency=MAX_CONNECTIONS,
                             timeout_keep_alive=2, h11_max_incomplete_event_size=8192,
                             http=guarded_protocol(MAX_CONNECTIONS, HEADER_TIMEOUT, 8192))
-    userver = uvicorn.Server(config)
-    thread = threading.Thread(target=userver.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not userver.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert userver.started
-    yield {"port": port, "base": base, "root": root, "server": server}
-    userver.should_exit = True
-    thread.join(10)
-    server.shutdown()
+    with running(config, sock, server):
+        yield {"port": port, "base": base, "root": root, "server": server}
 
 
 def call(served, method, path, body=None, headers=None, timeout=30):
-    conn = http.client.HTTPConnection("127.0.0.1", served["port"], timeout=timeout)
-    if isinstance(body, (dict, list)):
-        body = json.dumps(body).encode()
-    conn.request(method, path, body=body, headers=headers or {})
-    r = conn.getresponse()
-    data = r.read()
-    conn.close()
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    """test_serve's call with lower-case header names."""
+    status, response_headers, data = serve_call(served, method, path, body, headers, timeout)
+    return status, {k.lower(): v for k, v in response_headers.items()}, data
 
 
 def error_of(data: bytes) -> str:

@@ -1,14 +1,19 @@
 """A kill -9 during a checkpoint save leaves NAME-N_temp/ folders: the start of a training run
-removes them, never the live checkpoint (twin of tests/tagnet/test_stale_checkpoints.py)."""
+removes them, never the live checkpoint. The same for both twins (translate's GAN loop, tagnet's
+trainer)."""
 import os
 
+import pytest
 import tensorflow as tf
 
+from tagnet import training
 from translate.training import loop
 
 
-def test_stale_temp_checkpoint_folders_are_removed(tmp_path):
-    remove = loop.remove_stale_temp_checkpoints
+@pytest.mark.parametrize("remove", [loop.remove_stale_temp_checkpoints,
+                                    training.remove_stale_temp_checkpoints],
+                         ids=["translate", "tagnet"])
+def test_stale_temp_checkpoint_folders_are_removed(tmp_path, remove):
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)), str(tmp_path), 3)
     manager.save(checkpoint_number=5)
     for name in ("ckpt-3_temp", "ckpt-6_temp", "ckpt-6_temp_1a2b", "ckpt-5_temp"):
