@@ -3,7 +3,7 @@
   python tools/train_pretrained.py --model=tagger [--data_dir=../shared/data]
       [--work_dir=runs/pretrained] [--output_dir=tagnet/pretrained/hololive]
 
-tagger: the example character tagger (tools/pretrained/tagger.py says each step): builds the
+tagger: the example character tagger (tools/recipes/tagger.py says each step): builds the
 20-character dataset with whole artworks held back, trains from scratch, evaluates on the
 held-back artworks next to the colour-histogram kNN baseline, and writes the tagger folder with
 its MODEL_CARD.md. Run the same command again after an interruption: it resumes (the dataset
@@ -31,7 +31,7 @@ flags.DEFINE_integer("max_number_of_steps", None, "Training steps (default: the 
 
 
 def main(argv):
-    from tools.pretrained import tagger
+    from tools.recipes import tagger
     from tagnet import pretrained
     recipe = tagger.TaggerRecipe(data_dir=os.path.abspath(FLAGS.data_dir),
                                  work_dir=os.path.abspath(os.path.join(FLAGS.work_dir, FLAGS.model)),
@@ -46,7 +46,7 @@ def main(argv):
 
 
 def run():
-    from tools.pretrained.tagger import RecipeError
+    from tools.recipes.tagger import RecipeError
     cliboot.run(main, errors=(RecipeError,))
 
 
